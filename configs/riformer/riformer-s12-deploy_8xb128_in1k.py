@@ -1,0 +1,3 @@
+_base_ = './riformer-s12_8xb128_in1k.py'
+
+model = dict(backbone=dict(deploy=True))

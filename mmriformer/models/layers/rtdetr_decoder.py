@@ -1,0 +1,255 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""RT-DETR's transformer decoder with iterative box refinement."""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+
+from .mlp import MLP
+from .ms_deform_attn import MSDeformableAttention, SpatialShapes
+
+
+def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """The logit of ``x``, clipped so that 0 and 1 stay finite.
+
+    Args:
+        x (Tensor): Values in [0, 1].
+        eps (float): Lower bound of ``x`` and ``1 - x`` before the log.
+            Defaults to 1e-5, as in RT-DETR.
+
+    Returns:
+        Tensor: ``log(x / (1 - x))``, same shape as ``x``.
+    """
+    x = x.clamp(0, 1)
+    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+class RTDETRDecoderLayer(nn.Module):
+    """RT-DETR's post-norm decoder layer.
+
+    Self-attention, deformable cross-attention and a ReLU feed-forward
+    network, each followed by dropout, the residual sum and a LayerNorm.
+
+    Submodule names follow RT-DETR's ``TransformerDecoderLayer``
+    (``self_attn``, ``norm1``, ``cross_attn``, ``norm2``, ``linear1``,
+    ``linear2``, ``norm3``), so its checkpoints convert by prefix only.
+
+    Args:
+        embed_dims (int): Channels of the queries. Defaults to 256.
+        num_heads (int): Heads of both attentions. Defaults to 8.
+        feedforward_channels (int): Hidden channels of the FFN.
+            Defaults to 1024.
+        dropout (float): Dropout after each sublayer and inside the FFN and
+            the self-attention. Defaults to 0.
+        num_levels (int): Feature levels of the cross-attention.
+            Defaults to 3.
+        num_points (int): Points per head and level of the cross-attention.
+            Defaults to 4.
+    """
+
+    def __init__(self,
+                 embed_dims: int = 256,
+                 num_heads: int = 8,
+                 feedforward_channels: int = 1024,
+                 dropout: float = 0.,
+                 num_levels: int = 3,
+                 num_points: int = 4) -> None:
+        super().__init__()
+        self.embed_dims = embed_dims
+        self.self_attn = nn.MultiheadAttention(
+            embed_dims, num_heads, dropout=dropout, batch_first=True)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.cross_attn = MSDeformableAttention(embed_dims, num_heads,
+                                                num_levels, num_points)
+        self.dropout2 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.linear1 = nn.Linear(embed_dims, feedforward_channels)
+        self.dropout3 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(feedforward_channels, embed_dims)
+        self.dropout4 = nn.Dropout(dropout)
+        self.norm3 = nn.LayerNorm(embed_dims)
+
+    def forward(self,
+                query: Tensor,
+                query_pos: Tensor,
+                reference_points: Tensor,
+                value: Tensor,
+                spatial_shapes: SpatialShapes,
+                attn_mask: Optional[Tensor] = None,
+                value_mask: Optional[Tensor] = None) -> Tensor:
+        """Update the queries once.
+
+        Args:
+            query (Tensor): Content queries, shape (N, Lq, embed_dims).
+            query_pos (Tensor): Position embedding of the queries, added to
+                the self-attention's queries and keys (not its values) and
+                to the cross-attention's queries; shape (N, Lq, embed_dims).
+            reference_points (Tensor): Normalised (cx, cy, w, h) boxes,
+                shape (N, Lq, 4).
+            value (Tensor): Flattened multi-level memory, shape
+                (N, L, embed_dims).
+            spatial_shapes (Sequence[Tuple[int, int]]): (H, W) of each level
+                as Python ints.
+            attn_mask (Tensor, optional): Bool self-attention mask of shape
+                (Lq, Lq) or (N * num_heads, Lq, Lq); True means query i may
+                NOT attend to query j (nn.MultiheadAttention's convention).
+                Defaults to None.
+            value_mask (Tensor, optional): Bool, shape (N, L); True marks a
+                valid memory token. Defaults to None.
+
+        Returns:
+            Tensor: Updated queries, shape (N, Lq, embed_dims).
+        """
+        q = k = query + query_pos
+        attended = self.self_attn(
+            q, k, query, attn_mask=attn_mask, need_weights=False)[0]
+        query = self.norm1(query + self.dropout1(attended))
+
+        attended = self.cross_attn(query + query_pos, reference_points, value,
+                                   spatial_shapes, value_mask)
+        query = self.norm2(query + self.dropout2(attended))
+
+        ffn_out = self.linear2(self.dropout3(F.relu(self.linear1(query))))
+        query = query + self.dropout4(ffn_out)
+        # Keep the sum finite in float16 under AMP (RT-DETR PR #464).
+        return self.norm3(query.clamp(min=-65504, max=65504))
+
+
+@MODELS.register_module()
+class RTDETRDecoder(nn.Module):
+    """RT-DETR's decoder: post-norm layers that refine one box per query.
+
+    Each layer takes the boxes of the previous one as reference points and
+    as the input of ``query_pos_head`` (an MLP on the box, not a sine
+    embedding). After the layer, ``bbox_heads[i]`` predicts a box delta in
+    logit space and ``score_heads[i]`` the class logits.
+
+    The prediction heads are passed to :meth:`forward` instead of being
+    owned here, as mmdet's DINO decoder takes ``reg_branches``: in an mmdet
+    detector they belong to the bbox head (``cls_branches`` /
+    ``reg_branches``, whose extra last entry scores the encoder's
+    proposals), where its losses, ``init_weights`` and checkpoints expect
+    them. The decoder only uses entries ``0 .. num_layers - 1``.
+
+    ``eval_idx`` selects the decoder depth at inference: in eval mode only
+    layers ``0 .. eval_idx`` run, so a model trained with all layers can be
+    evaluated with fewer without retraining (RT-DETR-R50-m uses 3 of 6).
+    Training always runs every layer. ``eval_idx`` can be changed on a
+    built model.
+
+    Args:
+        num_layers (int): Number of decoder layers. Defaults to 6.
+        layer_cfg (dict, optional): Keyword arguments of
+            :class:`RTDETRDecoderLayer`. Defaults to None (its defaults).
+        eval_idx (int): Index of the last layer run in eval mode; negative
+            values count from the end. Defaults to -1 (all layers).
+    """
+
+    def __init__(self,
+                 num_layers: int = 6,
+                 layer_cfg: Optional[dict] = None,
+                 eval_idx: int = -1) -> None:
+        super().__init__()
+        layer_cfg = layer_cfg or {}
+        self.num_layers = num_layers
+        self.layers = nn.ModuleList(
+            RTDETRDecoderLayer(**layer_cfg) for _ in range(num_layers))
+        self.embed_dims = self.layers[0].embed_dims
+        self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2)
+        self.eval_idx = eval_idx
+        self.init_weights()
+
+    @property
+    def eval_idx(self) -> int:
+        """int: Last layer run in eval mode, in ``[0, num_layers)``."""
+        return self._eval_idx
+
+    @eval_idx.setter
+    def eval_idx(self, eval_idx: int) -> None:
+        if not -self.num_layers <= eval_idx < self.num_layers:
+            raise ValueError(f'eval_idx must be in [-{self.num_layers}, '
+                             f'{self.num_layers}), got {eval_idx}')
+        self._eval_idx = eval_idx % self.num_layers
+
+    def init_weights(self) -> None:
+        """Initialise as RT-DETR does.
+
+        Xavier on the query position head and the deformable attentions'
+        own scheme; everything else keeps PyTorch's defaults. A detector that
+        applies a blanket Xavier to the decoder (as mmdet's DINO does) must
+        call this afterwards to restore the sampling offsets and the
+        uniform attention weights.
+        """
+        for layer in self.query_pos_head.layers:
+            nn.init.xavier_uniform_(layer.weight)
+        for layer in self.layers:
+            layer.cross_attn.init_weights()
+
+    def forward(self,
+                query: Tensor,
+                reference_points: Tensor,
+                value: Tensor,
+                spatial_shapes: SpatialShapes,
+                bbox_heads: Sequence[nn.Module],
+                score_heads: Sequence[nn.Module],
+                attn_mask: Optional[Tensor] = None,
+                value_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Run the layers and predict boxes and logits after each.
+
+        Args:
+            query (Tensor): Initial content queries (RT-DETR: the selected
+                encoder memory, detached), shape (N, Lq, embed_dims).
+            reference_points (Tensor): Initial boxes (cx, cy, w, h) after
+                the sigmoid, normalised to [0, 1], shape (N, Lq, 4). Used as
+                given; detach them if no gradient should reach them (RT-DETR
+                does).
+            value (Tensor): Flattened multi-level memory, shape
+                (N, L, embed_dims).
+            spatial_shapes (Sequence[Tuple[int, int]]): (H, W) of each level
+                as Python ints, e.g. ``[tuple(f.shape[-2:]) for f in feats]``.
+            bbox_heads (Sequence[nn.Module]): At least ``num_layers``
+                modules (e.g. an ``nn.ModuleList``); ``bbox_heads[i]`` maps
+                (N, Lq, embed_dims) to a (N, Lq, 4) delta added to the
+                logit of layer i's reference box.
+            score_heads (Sequence[nn.Module]): At least ``num_layers``
+                modules; ``score_heads[i]`` maps (N, Lq, embed_dims) to
+                (N, Lq, num_classes) logits.
+            attn_mask (Tensor, optional): Bool self-attention mask of shape
+                (Lq, Lq) or (N * num_heads, Lq, Lq); True blocks query i from
+                attending to query j (e.g. the denoising groups' mask). No
+                row may be fully blocked. Defaults to None.
+            value_mask (Tensor, optional): Bool, shape (N, L); True marks a
+                valid memory token. Defaults to None.
+
+        Returns:
+            tuple[Tensor, Tensor]: Per-layer class logits of shape
+            (num_run, N, Lq, num_classes) and boxes (cx, cy, w, h) after the
+            sigmoid of shape (num_run, N, Lq, 4). ``num_run`` is
+            ``num_layers`` in training and ``eval_idx + 1`` in eval mode, so
+            the last entry is always the prediction to use.
+        """
+        if min(len(bbox_heads), len(score_heads)) < self.num_layers:
+            raise ValueError(
+                f'{self.num_layers} layers need as many bbox and score heads, '
+                f'got {len(bbox_heads)} and {len(score_heads)}')
+        num_run = self.num_layers if self.training else self.eval_idx + 1
+
+        all_logits, all_boxes = [], []
+        ref = reference_points  # boxes layer i samples around, detached
+        prev_box = reference_points  # the same boxes, not detached
+        for i in range(num_run):
+            query = self.layers[i](query, self.query_pos_head(ref), ref, value,
+                                   spatial_shapes, attn_mask, value_mask)
+            delta = bbox_heads[i](query)
+            # "Look forward twice" (DINO): the box reported for layer i
+            # refines the undetached box of layer i - 1, so layer i's loss
+            # also trains layer i - 1's box head. Its value equals the next
+            # reference, which stays detached as in Deformable DETR.
+            all_boxes.append((delta + inverse_sigmoid(prev_box)).sigmoid())
+            all_logits.append(score_heads[i](query))
+            prev_box = (delta + inverse_sigmoid(ref)).sigmoid()
+            ref = prev_box.detach()
+        return torch.stack(all_logits), torch.stack(all_boxes)

@@ -1,0 +1,263 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmdet.registry import MODELS
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ..layers.aifi_layer import AIFILayer
+from ..layers.csp_rep_layer import CSPRepLayer
+from ..layers.positional_encoding import build_2d_sincos_position_embedding
+from ..layers.rep_conv import RepVggBlock
+
+
+@MODELS.register_module()
+class HybridEncoder(BaseModule):
+    """RT-DETR's efficient hybrid encoder, used as an mmdet neck.
+
+    Three steps (RT-DETR, "DETRs Beat YOLOs on Real-time Object Detection"):
+
+    1. Input projections: a 1x1 conv (no bias) and a norm per level, no
+       activation, to ``hidden_dim`` channels.
+    2. AIFI: post-norm transformer encoder layers with a 2D sin-cos
+       position embedding, on the levels in ``use_encoder_idx`` only (the
+       stride-32 map by default).
+    3. CCFM: a top-down FPN (lateral 1x1 Conv-Norm-Act, nearest upsample,
+       concat, :class:`CSPRepLayer`) then a bottom-up PAN (3x3 stride-2
+       Conv-Norm-Act, concat, :class:`CSPRepLayer`).
+
+    Args:
+        in_channels (Sequence[int]): Channels of each input level, finest
+            first: the backbone's out channels. Defaults to
+            (512, 1024, 2048).
+        feat_strides (Sequence[int]): Stride of each input level.
+            Defaults to (8, 16, 32).
+        hidden_dim (int): Channels of the encoder and of every output.
+            Defaults to 256.
+        num_heads (int): Attention heads of AIFI. Defaults to 8.
+        dim_feedforward (int): FFN hidden channels of AIFI.
+            Defaults to 1024.
+        dropout (float): Dropout rate of AIFI. Defaults to 0.
+        enc_act_cfg (dict): FFN activation of AIFI. Defaults to
+            ``dict(type='GELU')``.
+        use_encoder_idx (Sequence[int]): Levels that AIFI runs on; negative
+            values count from the last. Defaults to (2, ).
+        num_encoder_layers (int): AIFI layers per level. Defaults to 1.
+        pe_temperature (float): Temperature of the position embedding.
+            Defaults to 10000.
+        expansion (float): Hidden channels of each CSPRepLayer over
+            ``hidden_dim``. Defaults to 1.0.
+        depth_mult (float): RepVGG blocks per CSPRepLayer are
+            ``round(3 * depth_mult)``. Defaults to 1.0.
+        act_cfg (dict): Activation of the CCFM convs. Defaults to
+            ``dict(type='SiLU')``.
+        norm_cfg (dict): Norm of every conv. Defaults to
+            ``dict(type='BN')``.
+        eval_spatial_size (Sequence[int], optional): Input image size
+            (H, W) whose AIFI position embeddings are precomputed as
+            non-persistent buffers ``pos_embed{idx}``, e.g. for a static
+            export. Other sizes still work, computing them per forward.
+            Defaults to None.
+        deploy (bool): Build the RepVGG blocks in their fused deploy form,
+            e.g. to load a re-parameterised checkpoint. Defaults to False.
+        init_cfg (dict or list[dict], optional): Initialization config.
+            Defaults to None.
+    """
+
+    def __init__(self,
+                 in_channels: Sequence[int] = (512, 1024, 2048),
+                 feat_strides: Sequence[int] = (8, 16, 32),
+                 hidden_dim: int = 256,
+                 num_heads: int = 8,
+                 dim_feedforward: int = 1024,
+                 dropout: float = 0.,
+                 enc_act_cfg: dict = dict(type='GELU'),
+                 use_encoder_idx: Sequence[int] = (2, ),
+                 num_encoder_layers: int = 1,
+                 pe_temperature: float = 10000.,
+                 expansion: float = 1.0,
+                 depth_mult: float = 1.0,
+                 act_cfg: dict = dict(type='SiLU'),
+                 norm_cfg: dict = dict(type='BN'),
+                 eval_spatial_size: Optional[Sequence[int]] = None,
+                 deploy: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.in_channels = list(in_channels)
+        self.feat_strides = list(feat_strides)
+        num_levels = len(self.in_channels)
+        if len(self.feat_strides) != num_levels:
+            raise ValueError(
+                f'HybridEncoder feat_strides={self.feat_strides} must have '
+                f'one stride per level of in_channels={self.in_channels}.')
+        for idx in use_encoder_idx:
+            if not -num_levels <= idx < num_levels:
+                raise ValueError(
+                    f'HybridEncoder use_encoder_idx={list(use_encoder_idx)} '
+                    f'has {idx}, but in_channels={self.in_channels} gives '
+                    f'levels 0..{num_levels - 1}.')
+        self.use_encoder_idx = [idx % num_levels for idx in use_encoder_idx]
+        if self.use_encoder_idx and hidden_dim % 4 != 0:
+            raise ValueError(
+                f'HybridEncoder hidden_dim={hidden_dim} must be divisible '
+                f'by 4 for the 2D sin-cos position embedding of AIFI.')
+        self.hidden_dim = hidden_dim
+        self.pe_temperature = pe_temperature
+        self.eval_spatial_size = None if eval_spatial_size is None else \
+            tuple(eval_spatial_size)
+        self.out_channels = [hidden_dim] * num_levels
+        self.deploy = deploy
+
+        self.input_proj = nn.ModuleList([
+            ConvModule(c, hidden_dim, 1, norm_cfg=norm_cfg, act_cfg=None)
+            for c in self.in_channels
+        ])
+        self.encoder = nn.ModuleList([
+            nn.ModuleList([
+                AIFILayer(
+                    hidden_dim,
+                    num_heads,
+                    dim_feedforward,
+                    dropout=dropout,
+                    act_cfg=enc_act_cfg) for _ in range(num_encoder_layers)
+            ]) for _ in self.use_encoder_idx
+        ])
+
+        num_blocks = round(3 * depth_mult)
+        self.lateral_convs = nn.ModuleList()
+        self.fpn_blocks = nn.ModuleList()
+        self.downsample_convs = nn.ModuleList()
+        self.pan_blocks = nn.ModuleList()
+        for _ in range(num_levels - 1):
+            self.lateral_convs.append(
+                ConvModule(
+                    hidden_dim,
+                    hidden_dim,
+                    1,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
+            self.fpn_blocks.append(
+                CSPRepLayer(
+                    hidden_dim * 2,
+                    hidden_dim,
+                    num_blocks=num_blocks,
+                    expansion=expansion,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg,
+                    deploy=deploy))
+            self.downsample_convs.append(
+                ConvModule(
+                    hidden_dim,
+                    hidden_dim,
+                    3,
+                    stride=2,
+                    padding=1,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
+            self.pan_blocks.append(
+                CSPRepLayer(
+                    hidden_dim * 2,
+                    hidden_dim,
+                    num_blocks=num_blocks,
+                    expansion=expansion,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg,
+                    deploy=deploy))
+
+        if self.eval_spatial_size is not None:
+            for idx in self.use_encoder_idx:
+                h, w = self._eval_feat_size(idx)
+                self.register_buffer(
+                    f'pos_embed{idx}',
+                    build_2d_sincos_position_embedding(w, h, hidden_dim,
+                                                       pe_temperature),
+                    persistent=False)
+
+    def _eval_feat_size(self, idx: int) -> Tuple[int, int]:
+        """(h, w) of level ``idx`` for an ``eval_spatial_size`` input."""
+        stride = self.feat_strides[idx]
+        return (self.eval_spatial_size[0] // stride,
+                self.eval_spatial_size[1] // stride)
+
+    def _position_embedding(self, idx: int, h: int, w: int,
+                            ref: Tensor) -> Tensor:
+        """The (1, h * w, hidden_dim) embedding of level ``idx``.
+
+        Decided on static shapes only, so tracing and export see no
+        data-dependent branch.
+        """
+        if self.eval_spatial_size is not None and \
+                self._eval_feat_size(idx) == (h, w):
+            pos = getattr(self, f'pos_embed{idx}')
+        else:
+            pos = build_2d_sincos_position_embedding(
+                w, h, self.hidden_dim, self.pe_temperature, device=ref.device)
+        return pos.to(ref.dtype)
+
+    def _check_inputs(self, feats: Sequence[Tensor]) -> None:
+        """Raise a ValueError naming the fix when ``feats`` do not fit."""
+        shapes = [tuple(feat.shape) for feat in feats]
+        if any(len(shape) != 4 for shape in shapes):
+            raise ValueError(
+                f'HybridEncoder expects (N, C, H, W) feature maps, got '
+                f'shapes {shapes}.')
+        channels = [shape[1] for shape in shapes]
+        if channels != self.in_channels:
+            raise ValueError(
+                f'HybridEncoder in_channels={self.in_channels} but the '
+                f'backbone gives channels {channels}; set in_channels to the '
+                f"backbone's out channels (and feat_strides to their "
+                f'strides).')
+
+    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+        """Encode and fuse the backbone features.
+
+        Args:
+            feats (Sequence[Tensor]): One map per level, finest first, of
+                shape (N, in_channels[i], H_i, W_i), each level half the
+                size of the previous one (rounded up).
+
+        Returns:
+            tuple[Tensor]: One map per level, of shape
+            (N, hidden_dim, H_i, W_i).
+        """
+        self._check_inputs(feats)
+        proj_feats = [proj(feat) for proj, feat in zip(self.input_proj, feats)]
+
+        for layers, idx in zip(self.encoder, self.use_encoder_idx):
+            n, c, h, w = proj_feats[idx].shape
+            tokens = proj_feats[idx].flatten(2).transpose(1, 2)  # (N, HW, C)
+            pos = self._position_embedding(idx, h, w, tokens)
+            for layer in layers:
+                tokens = layer(tokens, pos)
+            proj_feats[idx] = tokens.transpose(1, 2).reshape(n, c, h, w)
+
+        # Top-down: each coarse map goes through its lateral conv, which
+        # also replaces it as the input of the bottom-up path.
+        inner_outs = [proj_feats[-1]]
+        for i in range(len(proj_feats) - 1):
+            feat_high = self.lateral_convs[i](inner_outs[0])
+            inner_outs[0] = feat_high
+            feat_low = proj_feats[-2 - i]
+            # Nearest x2; the explicit size also fits odd map sizes.
+            upsampled = F.interpolate(
+                feat_high, size=feat_low.shape[-2:], mode='nearest')
+            inner_outs.insert(
+                0, self.fpn_blocks[i](torch.cat([upsampled, feat_low], 1)))
+
+        outs = [inner_outs[0]]
+        for i in range(len(proj_feats) - 1):
+            downsampled = self.downsample_convs[i](outs[-1])
+            outs.append(self.pan_blocks[i](torch.cat(
+                [downsampled, inner_outs[i + 1]], 1)))
+        return tuple(outs)
+
+    def switch_to_deploy(self) -> None:
+        """Fuse every RepVGG block; eval-mode outputs stay the same."""
+        for module in list(self.modules()):
+            if isinstance(module, RepVggBlock):
+                module.switch_to_deploy()
+        self.deploy = True

@@ -1,0 +1,56 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner import load_checkpoint
+
+from mmriformer.testing import max_rel_diff, randomize_
+
+ROOT = Path(__file__).parents[2]
+TOOL = ROOT / 'tools/model_converters/reparameterize.py'
+CONFIG = ROOT / 'configs/riformer/riformer-s12_8xb128_in1k.py'
+DEPLOY_CONFIG = ROOT / 'configs/riformer/riformer-s12-deploy_8xb128_in1k.py'
+
+
+def build(config):
+    cfg = Config.fromfile(config)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return MODELS.build(cfg.model).eval()
+
+
+def test_reparameterize_tool(tmp_path):
+    model = randomize_(build(CONFIG))
+    train_ckpt, deploy_ckpt = tmp_path / 'train.pth', tmp_path / 'deploy.pth'
+    torch.save({'meta': {'epoch': 300}, 'state_dict': model.state_dict()},
+               train_ckpt)
+    proc = subprocess.run([
+        sys.executable, TOOL, CONFIG, train_ckpt, deploy_ckpt,
+        '--deploy-config', DEPLOY_CONFIG
+    ], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert 'loads it strictly' in proc.stdout
+
+    deployed = build(DEPLOY_CONFIG)
+    load_checkpoint(deployed, str(deploy_ckpt), strict=True)
+    keys = deployed.state_dict().keys()
+    assert not any('layer_scale' in k or 'token_mixer' in k for k in keys)
+    images = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        assert max_rel_diff([model(images, mode='tensor')],
+                            [deployed(images, mode='tensor')]) <= 1e-5
+
+
+def test_reparameterize_tool_rejects_other_arch(tmp_path):
+    ckpt = tmp_path / 's24.pth'
+    s24 = str(CONFIG).replace('s12', 's24')
+    torch.save({'state_dict': build(s24).state_dict()}, ckpt)
+    proc = subprocess.run(
+        [sys.executable, TOOL, CONFIG, ckpt, tmp_path / 'out.pth'],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert 'unexpected key' in proc.stderr
+    assert not (tmp_path / 'out.pth').exists()
