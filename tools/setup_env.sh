@@ -57,9 +57,11 @@ MMCV_DIR="$WHEELS/mmcv-$MMCV_VERSION-$TORCH_TAG"
 
 step "mmcv $MMCV_VERSION with compiled ops for $TORCH_TAG"
 if ! "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
+  # mmcv's own dependencies; its wheel is installed with --no-deps below.
+  "${PIP[@]}" install -q numpy opencv-python-headless "mmengine==0.10.7" \
+    addict packaging Pillow pyyaml yapf
   if ! ls "$MMCV_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     log "no cached wheel in $MMCV_DIR: building mmcv from source (20-30 min on 2 cores)"
-    "${PIP[@]}" install -q "numpy" "opencv-python-headless" "mmengine==0.10.7"
     SRC="$(mktemp -d)"
     "${PIP[@]}" download -q --no-deps --no-binary :all: -d "$SRC" "mmcv==$MMCV_VERSION"
     tar -xzf "$SRC/mmcv-$MMCV_VERSION.tar.gz" -C "$SRC"
@@ -76,7 +78,7 @@ if ! "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '$MMCV_VERSION
     rm -rf "$MMCV_DIR" && mv "$MMCV_DIR.partial" "$MMCV_DIR"
   fi
   "${PIP[@]}" install --no-deps --force-reinstall "$MMCV_DIR"/mmcv-*.whl
-  "$PY" -c "import mmcv._ext" || { echo "[setup] FAILED: mmcv wheel in $MMCV_DIR lacks compiled ops; delete that folder and rerun" >&2; exit 1; }
+  "$PY" -c "import mmcv._ext" || { echo "[setup] FAILED: 'import mmcv._ext' fails with the wheel in $MMCV_DIR (error above); if it lacks compiled ops, delete that folder and rerun" >&2; exit 1; }
 fi
 
 step "OpenMMLab stack and test tools (requirements/*.txt)"
