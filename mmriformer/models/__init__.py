@@ -1,10 +1,13 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .backbones import RIFormer, RIFormerBlock
+from .dense_heads import RTDETRHead
+from .detectors import RTDETR
 from .layers import LayerNorm2d
+from .losses import RTDETRVarifocalLoss
 from .necks import HybridEncoder
 from .utils import switch_to_deploy
 
 __all__ = [
-    'RIFormer', 'RIFormerBlock', 'LayerNorm2d', 'HybridEncoder',
-    'switch_to_deploy'
+    'RIFormer', 'RIFormerBlock', 'RTDETRHead', 'RTDETR', 'LayerNorm2d',
+    'RTDETRVarifocalLoss', 'HybridEncoder', 'switch_to_deploy'
 ]

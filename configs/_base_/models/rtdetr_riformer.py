@@ -1,0 +1,69 @@
+# RT-DETR with a RIFormer backbone (strides 8/16/32 from out_indices 2, 4, 6).
+custom_imports = dict(imports=['mmriformer'], allow_failed_imports=False)
+
+num_classes = 80
+num_decoder_layers = 6
+
+model = dict(
+    type='RTDETR',
+    num_queries=300,
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        mean=[0, 0, 0],  # RT-DETR only scales pixels to [0, 1]
+        std=[255, 255, 255],
+        bgr_to_rgb=True,
+        pad_size_divisor=32,
+        batch_augments=[
+            dict(type='BatchSyncRandomResize', random_size_range=(480, 800),
+                 size_divisor=32, interval=1)
+        ]),
+    backbone=dict(
+        type='RIFormer',
+        arch='s24',
+        out_indices=(2, 4, 6),
+        drop_path_rate=0.1,
+        frozen_stages=-1,
+        init_cfg=dict(type='Pretrained', prefix='backbone.',
+                      checkpoint='https://download.openmmlab.com/'
+                      'mmclassification/v1/riformer/'
+                      'riformer-s24_32xb128_in1k_20230406-fdab072a.pth')),
+    neck=dict(
+        type='HybridEncoder',
+        in_channels=[128, 320, 512],
+        feat_strides=[8, 16, 32],
+        hidden_dim=256,
+        num_heads=8,
+        dim_feedforward=1024,
+        use_encoder_idx=[2],
+        num_encoder_layers=1,
+        expansion=1.0,
+        depth_mult=1.0),
+    decoder=dict(
+        num_layers=num_decoder_layers,
+        eval_idx=-1,
+        layer_cfg=dict(embed_dims=256, num_heads=8, feedforward_channels=1024,
+                       num_levels=3, num_points=4)),
+    bbox_head=dict(
+        type='RTDETRHead',
+        num_classes=num_classes,
+        embed_dims=256,
+        num_pred_layer=num_decoder_layers + 1,
+        as_two_stage=True,
+        sync_cls_avg_factor=True,
+        loss_cls=dict(type='RTDETRVarifocalLoss', use_sigmoid=True,
+                      alpha=0.75, gamma=2.0, loss_weight=1.0),
+        loss_bbox=dict(type='L1Loss', loss_weight=5.0),
+        loss_iou=dict(type='GIoULoss', loss_weight=2.0)),
+    dn_cfg=dict(
+        label_noise_scale=0.5,
+        box_noise_scale=1.0,
+        group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100)),
+    train_cfg=dict(
+        assigner=dict(
+            type='HungarianAssigner',
+            match_costs=[
+                dict(type='FocalLossCost', weight=2.0),
+                dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+                dict(type='IoUCost', iou_mode='giou', weight=2.0)
+            ])),
+    test_cfg=dict(max_per_img=300))

@@ -1,0 +1,10 @@
+# The shared base of configs/rtdetr_riformer_*.py.
+_base_ = [
+    './models/rtdetr_riformer.py',
+    './datasets/coco_rtdetr.py',
+    './schedules/rtdetr_72e.py',
+    'mmdet::_base_/default_runtime.py',
+]
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
+                    save_best='coco/bbox_mAP', rule='greater'))

@@ -1,0 +1,169 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.dense_heads import DINOHead
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+from mmdet.utils import InstanceList, reduce_mean
+from torch import Tensor
+
+from ..losses import RTDETRVarifocalLoss
+
+
+@MODELS.register_module()
+class RTDETRHead(DINOHead):
+    """RT-DETR's prediction branches and losses.
+
+    The branches (``cls_branches`` and ``reg_branches``, one per decoder
+    layer plus one for the encoder's query selection) are applied inside the
+    decoder and the detector, so this head receives finished predictions.
+    Losses are DINO's families (final layer, ``d{i}.`` per earlier layer,
+    ``enc_`` for the selected encoder tokens, ``dn_`` for denoising), with
+    the classification loss made IoU-aware when ``loss_cls`` is
+    :class:`RTDETRVarifocalLoss`: the target of a matched query at its class
+    is the IoU of its box with the ground truth.
+
+    Predictions are NMS-free: the top ``test_cfg.max_per_img`` of the
+    sigmoid (query x class) scores.
+
+    Args:
+        *args: See :class:`mmdet.models.dense_heads.DINOHead`.
+        **kwargs: See :class:`mmdet.models.dense_heads.DINOHead`.
+    """
+
+    def loss(self, all_layers_cls_scores: Tensor,
+             all_layers_bbox_preds: Tensor, enc_outputs_class: Tensor,
+             enc_outputs_coord: Tensor, batch_data_samples: SampleList,
+             dn_meta: Optional[Dict[str, int]] = None) -> dict:
+        """Compute the losses.
+
+        Args:
+            all_layers_cls_scores (Tensor): Logits of every decoder layer,
+                (num_layers, N, num_dn + num_queries, num_classes).
+            all_layers_bbox_preds (Tensor): Boxes of every decoder layer,
+                normalised (cx, cy, w, h), (num_layers, N, Q, 4).
+            enc_outputs_class (Tensor): Logits of the selected encoder
+                tokens, (N, num_queries, num_classes).
+            enc_outputs_coord (Tensor): Their boxes, (N, num_queries, 4).
+            batch_data_samples (list[DetDataSample]): Samples with
+                ``gt_instances``.
+            dn_meta (dict, optional): Denoising layout, None without
+                denoising.
+
+        Returns:
+            dict[str, Tensor]: The losses.
+        """
+        batch_gt_instances = [s.gt_instances for s in batch_data_samples]
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        return self.loss_by_feat(all_layers_cls_scores, all_layers_bbox_preds,
+                                 enc_outputs_class, enc_outputs_coord,
+                                 batch_gt_instances, batch_img_metas, dn_meta)
+
+    def predict(self,
+                all_layers_cls_scores: Tensor,
+                all_layers_bbox_preds: Tensor,
+                batch_data_samples: SampleList,
+                rescale: bool = True,
+                **unused_encoder_outputs) -> InstanceList:
+        """Predict boxes from the last decoder layer run.
+
+        Args:
+            all_layers_cls_scores (Tensor): (num_layers, N, Q, num_classes).
+            all_layers_bbox_preds (Tensor): (num_layers, N, Q, 4).
+            batch_data_samples (list[DetDataSample]): Samples with metainfo.
+            rescale (bool): Return boxes in original image pixels.
+            **unused_encoder_outputs: Encoder outputs, used only by the loss.
+
+        Returns:
+            list[InstanceData]: ``scores``, ``labels`` and ``bboxes`` (x1, y1,
+            x2, y2) of each image.
+        """
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        return self.predict_by_feat(all_layers_cls_scores,
+                                    all_layers_bbox_preds, batch_img_metas,
+                                    rescale)
+
+    def loss_by_feat_single(self, cls_scores: Tensor, bbox_preds: Tensor,
+                            batch_gt_instances: InstanceList,
+                            batch_img_metas: List[dict]) -> Tuple[Tensor]:
+        """Losses of one layer's matching queries (Hungarian targets)."""
+        targets = self.get_targets(list(cls_scores), list(bbox_preds),
+                                   batch_gt_instances, batch_img_metas)
+        return self._loss_from_targets(cls_scores, bbox_preds, targets,
+                                       batch_img_metas)
+
+    def _loss_dn_single(self, dn_cls_scores: Tensor, dn_bbox_preds: Tensor,
+                        batch_gt_instances: InstanceList,
+                        batch_img_metas: List[dict],
+                        dn_meta: Dict[str, int]) -> Tuple[Tensor]:
+        """Losses of one layer's denoising queries (fixed targets)."""
+        targets = self.get_dn_targets(batch_gt_instances, batch_img_metas,
+                                      dn_meta)
+        return self._loss_from_targets(dn_cls_scores, dn_bbox_preds, targets,
+                                       batch_img_metas)
+
+    def _loss_from_targets(self, cls_scores: Tensor, bbox_preds: Tensor,
+                           targets: tuple,
+                           batch_img_metas: List[dict]) -> Tuple[Tensor]:
+        """Classification, L1 and IoU losses given per-query targets.
+
+        Args:
+            cls_scores (Tensor): Logits, (N, Q, num_classes).
+            bbox_preds (Tensor): Normalised (cx, cy, w, h), (N, Q, 4).
+            targets (tuple): Output of ``get_targets``/``get_dn_targets``.
+            batch_img_metas (list[dict]): Image metas (for ``img_shape``).
+
+        Returns:
+            tuple[Tensor]: ``loss_cls``, ``loss_bbox`` and ``loss_iou``, each
+            normalised by the number of ground-truth boxes over all ranks.
+        """
+        (labels, label_weights, bbox_targets, bbox_weights, num_total_pos,
+         num_total_neg) = targets
+        labels = torch.cat(labels)
+        label_weights = torch.cat(label_weights)
+        bbox_targets = torch.cat(bbox_targets)
+        bbox_weights = torch.cat(bbox_weights)
+        num_queries = cls_scores.shape[1]
+        cls_scores = cls_scores.reshape(-1, self.cls_out_channels)
+        bbox_preds = bbox_preds.reshape(-1, 4)
+
+        factors = torch.cat([
+            bbox_preds.new_tensor([w, h, w, h]).expand(num_queries, 4)
+            for h, w in (meta['img_shape'] for meta in batch_img_metas)
+        ])
+        pred_xyxy = bbox_cxcywh_to_xyxy(bbox_preds) * factors
+        target_xyxy = bbox_cxcywh_to_xyxy(bbox_targets) * factors
+
+        cls_avg_factor = num_total_pos * 1.0 + \
+            num_total_neg * self.bg_cls_weight
+        if self.sync_cls_avg_factor:
+            cls_avg_factor = reduce_mean(
+                cls_scores.new_tensor([cls_avg_factor]))
+        cls_avg_factor = max(cls_avg_factor, 1)
+        if isinstance(self.loss_cls, RTDETRVarifocalLoss):
+            # One-hot of the matched class (background is dropped), valued
+            # by the IoU of the matched box.
+            positive = F.one_hot(labels, self.num_classes + 1)
+            positive = positive[:, :self.num_classes].bool()
+            ious = bbox_overlaps(
+                pred_xyxy.detach(), target_xyxy, is_aligned=True)
+            loss_cls = self.loss_cls(
+                cls_scores,
+                positive * ious[:, None],
+                weight=label_weights[:, None],
+                avg_factor=cls_avg_factor,
+                positive=positive)
+        else:
+            loss_cls = self.loss_cls(
+                cls_scores, labels, label_weights, avg_factor=cls_avg_factor)
+
+        num_total_pos = cls_scores.new_tensor([num_total_pos])
+        num_total_pos = torch.clamp(reduce_mean(num_total_pos), min=1).item()
+        loss_iou = self.loss_iou(
+            pred_xyxy, target_xyxy, bbox_weights, avg_factor=num_total_pos)
+        loss_bbox = self.loss_bbox(
+            bbox_preds, bbox_targets, bbox_weights, avg_factor=num_total_pos)
+        return loss_cls, loss_bbox, loss_iou

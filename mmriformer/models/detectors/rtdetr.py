@@ -1,0 +1,282 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""RT-DETR (Zhao et al., "DETRs Beat YOLOs on Real-time Object Detection").
+
+A :class:`DetectionTransformer`, so mmdet's Runner, data preprocessor,
+metrics, visualiser and inferencer work unchanged. Stages of
+``forward_transformer``:
+
+- ``extract_feat``: backbone, then the hybrid encoder (the ``neck``);
+- ``pre_transformer``: flatten the encoder maps into the decoder memory;
+- ``forward_encoder``: nothing left to encode (the neck did it);
+- ``pre_decoder``: IoU-aware query selection and, in training, the
+  contrastive denoising queries;
+- ``forward_decoder``: the deformable decoder with iterative refinement.
+"""
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmdet.models.detectors.base_detr import DetectionTransformer
+from mmdet.models.layers import CdnQueryGenerator
+from mmdet.registry import MODELS
+from mmdet.structures import OptSampleList, SampleList
+from mmdet.utils import OptConfigType
+from torch import Tensor, nn
+
+from ..layers import RTDETRDecoder
+from ..utils import switch_to_deploy
+
+SpatialShapes = List[Tuple[int, int]]
+
+
+def generate_anchors(spatial_shapes: SpatialShapes,
+                     device: torch.device,
+                     dtype: torch.dtype = torch.float32,
+                     base_size: float = 0.05,
+                     eps: float = 0.01) -> Tuple[Tensor, Tensor]:
+    """Anchor boxes of every encoder token, in logit space.
+
+    A token of level ``l`` gets a box centred on its pixel, of side
+    ``base_size * 2 ** l`` (normalised). Boxes with a coordinate outside
+    ``(eps, 1 - eps)`` are invalid and set to ``+inf``.
+
+    Args:
+        spatial_shapes (list[tuple[int, int]]): (H, W) of each level.
+        device (torch.device): Device of the result.
+        dtype (torch.dtype): Dtype of the result.
+        base_size (float): Side of the level-0 anchors. Defaults to 0.05.
+        eps (float): Margin of the valid range. Defaults to 0.01.
+
+    Returns:
+        tuple[Tensor, Tensor]: Anchors as ``logit(cx, cy, w, h)`` of shape
+        (1, L, 4), and the valid mask of shape (1, L, 1).
+    """
+    anchors = []
+    for level, (height, width) in enumerate(spatial_shapes):
+        ys, xs = torch.meshgrid(
+            torch.arange(height, device=device, dtype=dtype),
+            torch.arange(width, device=device, dtype=dtype),
+            indexing='ij')
+        centres = torch.stack([(xs + 0.5) / width, (ys + 0.5) / height], -1)
+        sizes = torch.full_like(centres, base_size * 2.0**level)
+        anchors.append(torch.cat([centres, sizes], -1).reshape(-1, 4))
+    anchors = torch.cat(anchors)[None]
+    valid = ((anchors > eps) & (anchors < 1 - eps)).all(-1, keepdim=True)
+    anchors = torch.log(anchors / (1 - anchors))
+    return anchors.masked_fill(~valid, float('inf')), valid
+
+
+@MODELS.register_module()
+class RTDETR(DetectionTransformer):
+    """RT-DETR detector.
+
+    Args:
+        backbone (dict): Backbone config, e.g. RIFormer with
+            ``out_indices=(2, 4, 6)``.
+        neck (dict): Hybrid encoder config (``HybridEncoder``).
+        decoder (dict): Keyword arguments of :class:`RTDETRDecoder`.
+        bbox_head (dict): Head config (``RTDETRHead``); its
+            ``num_pred_layer`` must be ``decoder.num_layers + 1``.
+        num_queries (int): Queries selected from the encoder. Defaults to
+            300.
+        dn_cfg (dict, optional): Contrastive denoising config:
+            ``label_noise_scale``, ``box_noise_scale`` and ``group_cfg``.
+            None disables denoising. Defaults to None.
+        train_cfg (dict, optional): Training config (the assigner).
+        test_cfg (dict, optional): Testing config (``max_per_img``).
+        data_preprocessor (dict, optional): Data preprocessor config.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 *args,
+                 dn_cfg: OptConfigType = None,
+                 num_queries: int = 300,
+                 **kwargs) -> None:
+        self.dn_cfg = dn_cfg
+        super().__init__(*args, num_queries=num_queries, **kwargs)
+
+    def _init_layers(self) -> None:
+        """Build the decoder, the memory projection and the denoiser."""
+        self.decoder = RTDETRDecoder(**self.decoder)
+        embed_dims = self.decoder.embed_dims
+        backbone_dims = getattr(self.backbone, 'out_channels', None)
+        neck_in = list(getattr(self.neck, 'in_channels', []))
+        if backbone_dims is not None and list(backbone_dims) != neck_in:
+            raise ValueError(
+                f'neck.in_channels={neck_in} but the backbone gives '
+                f'{list(backbone_dims)}; set neck.in_channels to the '
+                f"backbone's out channels.")
+        neck_dims = getattr(self.neck, 'out_channels', [embed_dims])
+        if any(c != embed_dims for c in neck_dims):
+            raise ValueError(
+                f'The decoder works on {embed_dims} channels but the neck '
+                f'gives {list(neck_dims)}; set neck.hidden_dim to '
+                f'{embed_dims}.')
+        num_pred = self.bbox_head.num_pred_layer
+        if num_pred != self.decoder.num_layers + 1:
+            raise ValueError(
+                f'bbox_head.num_pred_layer={num_pred} must be '
+                f'decoder.num_layers + 1 = {self.decoder.num_layers + 1} '
+                f'(one per decoder layer plus the encoder).')
+        self.memory_proj = nn.Sequential(
+            nn.Linear(embed_dims, embed_dims), nn.LayerNorm(embed_dims))
+        self.dn_query_generator = None
+        if self.dn_cfg is not None:
+            self.dn_query_generator = CdnQueryGenerator(
+                num_classes=self.bbox_head.num_classes,
+                embed_dims=embed_dims,
+                num_matching_queries=self.num_queries,
+                **self.dn_cfg)
+
+    def init_weights(self) -> None:
+        """Initialise the layers owned here; submodules do their own."""
+        super().init_weights()
+        nn.init.xavier_uniform_(self.memory_proj[0].weight)
+        nn.init.zeros_(self.memory_proj[0].bias)
+        self.decoder.init_weights()
+
+    def forward_transformer(self,
+                            img_feats: Tuple[Tensor],
+                            batch_data_samples: OptSampleList = None) -> Dict:
+        """Run the stages after ``extract_feat``; see the module docstring.
+
+        Returns:
+            dict: Inputs of the head's ``loss`` and ``predict``.
+        """
+        encoder_inputs, decoder_inputs = self.pre_transformer(
+            img_feats, batch_data_samples)
+        encoder_outputs = self.forward_encoder(**encoder_inputs)
+        query_inputs, head_inputs = self.pre_decoder(
+            **encoder_outputs, batch_data_samples=batch_data_samples)
+        decoder_inputs.update(query_inputs)
+        head_inputs.update(self.forward_decoder(**decoder_inputs))
+        return head_inputs
+
+    def pre_transformer(self,
+                        img_feats: Tuple[Tensor],
+                        batch_data_samples: OptSampleList = None
+                        ) -> Tuple[Dict, Dict]:
+        """Flatten the encoder maps into one memory sequence.
+
+        Args:
+            img_feats (tuple[Tensor]): Encoder maps, each (N, C, H_l, W_l).
+            batch_data_samples (list[DetDataSample], optional): Samples,
+                only checked for padding.
+
+        Returns:
+            tuple[dict, dict]: Inputs of ``forward_encoder`` and of
+            ``forward_decoder``.
+        """
+        if batch_data_samples is not None:
+            for sample in batch_data_samples:
+                if tuple(sample.img_shape) != tuple(
+                        sample.batch_input_shape):
+                    raise ValueError(
+                        f'RT-DETR needs unpadded batches (boxes are '
+                        f'normalised to the whole input), but an image of '
+                        f'shape {tuple(sample.img_shape)} was padded to '
+                        f'{tuple(sample.batch_input_shape)}. Resize every '
+                        f'image to one size (Resize with keep_ratio=False), '
+                        f'as the RT-DETR configs do.')
+        spatial_shapes = [tuple(f.shape[-2:]) for f in img_feats]
+        memory = torch.cat([f.flatten(2).transpose(1, 2) for f in img_feats],
+                           1)
+        return dict(memory=memory, spatial_shapes=spatial_shapes), dict(
+            memory=memory, spatial_shapes=spatial_shapes)
+
+    def forward_encoder(self, memory: Tensor,
+                        spatial_shapes: SpatialShapes) -> Dict:
+        """The hybrid encoder already ran as the neck: pass through."""
+        return dict(memory=memory, spatial_shapes=spatial_shapes)
+
+    def pre_decoder(self,
+                    memory: Tensor,
+                    spatial_shapes: SpatialShapes,
+                    batch_data_samples: OptSampleList = None
+                    ) -> Tuple[Dict, Dict]:
+        """Select the top-k encoder tokens as queries; add denoising ones.
+
+        Args:
+            memory (Tensor): Encoder memory, shape (N, L, C).
+            spatial_shapes (list[tuple[int, int]]): (H, W) of each level.
+            batch_data_samples (list[DetDataSample], optional): Samples with
+                ground truth, used by denoising in training.
+
+        Returns:
+            tuple[dict, dict]: Inputs of ``forward_decoder`` (``query``,
+            ``reference_points``, ``attn_mask``) and of the head
+            (``enc_outputs_class``, ``enc_outputs_coord``, ``dn_meta``).
+        """
+        if memory.shape[1] < self.num_queries:
+            raise ValueError(
+                f'The input gives {memory.shape[1]} encoder tokens (maps '
+                f'{spatial_shapes}), fewer than num_queries='
+                f'{self.num_queries}; use larger images or fewer queries.')
+        anchors, valid = generate_anchors(spatial_shapes, memory.device,
+                                          memory.dtype)
+        output_memory = self.memory_proj(memory * valid)
+        enc_head = self.decoder.num_layers
+        enc_logits = self.bbox_head.cls_branches[enc_head](output_memory)
+        enc_boxes_unact = self.bbox_head.reg_branches[enc_head](
+            output_memory) + anchors
+        topk = torch.topk(enc_logits.max(-1)[0], self.num_queries, dim=1)[1]
+        topk_logits = enc_logits.gather(
+            1, topk[..., None].expand(-1, -1, enc_logits.shape[-1]))
+        topk_boxes_unact = enc_boxes_unact.gather(
+            1, topk[..., None].expand(-1, -1, 4))
+        # Content queries are the selected tokens, detached as in RT-DETR:
+        # the encoder learns from its own (top-k) loss, not through them.
+        query = output_memory.gather(
+            1, topk[..., None].expand(-1, -1, output_memory.shape[-1]))
+        query = query.detach()
+        reference = topk_boxes_unact.detach()
+        attn_mask, dn_meta = None, None
+        if self.training and self.dn_query_generator is not None:
+            dn_query, dn_boxes, attn_mask, dn_meta = self.dn_query_generator(
+                batch_data_samples)
+            query = torch.cat([dn_query, query], 1)
+            reference = torch.cat([dn_boxes, reference], 1)
+        decoder_inputs = dict(
+            query=query,
+            reference_points=reference.sigmoid(),
+            attn_mask=attn_mask)
+        head_inputs = dict(
+            enc_outputs_class=topk_logits,
+            enc_outputs_coord=topk_boxes_unact.sigmoid(),
+            dn_meta=dn_meta)
+        return decoder_inputs, head_inputs
+
+    def forward_decoder(self, query: Tensor, reference_points: Tensor,
+                        memory: Tensor, spatial_shapes: SpatialShapes,
+                        attn_mask: Optional[Tensor] = None) -> Dict:
+        """Run the decoder; the head's branches predict after each layer.
+
+        Returns:
+            dict: ``all_layers_cls_scores`` (num_layers, N, Q, C) and
+            ``all_layers_bbox_preds`` (num_layers, N, Q, 4), normalised
+            (cx, cy, w, h).
+        """
+        logits, boxes = self.decoder(
+            query, reference_points, memory, spatial_shapes,
+            bbox_heads=self.bbox_head.reg_branches,
+            score_heads=self.bbox_head.cls_branches,
+            attn_mask=attn_mask)
+        return dict(all_layers_cls_scores=logits, all_layers_bbox_preds=boxes)
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Compute the losses (see :class:`RTDETRHead`)."""
+        losses = super().loss(batch_inputs, batch_data_samples)
+        if self.dn_query_generator is not None:
+            # With no ground truth in the batch there are no denoising
+            # queries; a zero term keeps every parameter in the graph so
+            # DDP ranks stay in step.
+            unused = self.dn_query_generator.label_embedding.weight.sum()
+            losses['dn_loss_cls'] = losses['dn_loss_cls'] + 0 * unused
+        return losses
+
+    def switch_to_deploy(self) -> None:
+        """Fold the backbone and the encoder's re-parameterisable blocks."""
+        for module in (self.backbone, self.neck):
+            switch_to_deploy(module)
+

@@ -1,0 +1,157 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+from pathlib import Path
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+
+from mmriformer.models import switch_to_deploy
+from mmriformer.testing import randomize_
+
+ROOT = Path(__file__).parents[3]
+CONFIGS = sorted(ROOT.glob('configs/rtdetr_riformer_*.py'))
+
+
+def build_detector(config='rtdetr_riformer_s12.py', **model_overrides):
+    cfg = Config.fromfile(ROOT / 'configs' / config)
+    cfg.model.backbone.init_cfg = None  # no download in tests
+    cfg.model.data_preprocessor.batch_augments = None
+    cfg.merge_from_dict({f'model.{k}': v for k, v in model_overrides.items()})
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def make_samples(shapes, boxes, labels=None):
+    """DetDataSamples for unpadded images of the given (h, w) shapes."""
+    samples = []
+    for i, ((h, w), b) in enumerate(zip(shapes, boxes)):
+        s = DetDataSample(metainfo=dict(
+            img_shape=(h, w), batch_input_shape=(h, w), ori_shape=(h, w),
+            scale_factor=(1., 1.), pad_shape=(h, w)))
+        b = torch.tensor(b, dtype=torch.float32).reshape(-1, 4)
+        lab = torch.arange(len(b)) % 3 if labels is None else labels[i]
+        s.gt_instances = InstanceData(bboxes=b, labels=lab)
+        samples.append(s)
+    return samples
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=lambda p: p.stem)
+def test_configs_build(config):
+    cfg = Config.fromfile(config)
+    assert cfg.model.backbone.init_cfg.type == 'Pretrained'
+    assert cfg.model.backbone.init_cfg.checkpoint.startswith(
+        'https://download.openmmlab.com/mmclassification/v1/riformer/'
+        f'riformer-{cfg.model.backbone.arch}_')
+    model = build_detector(config.name)
+    assert model.backbone.out_channels == cfg.model.neck.in_channels
+    assert model.bbox_head.num_pred_layer == model.decoder.num_layers + 1
+    # nothing the model runs comes from mmcv.ops (compiled kernels)
+    assert not [type(m) for m in model.modules()
+                if type(m).__module__.startswith('mmcv.ops')]
+
+
+def test_train_step_losses_and_gradients():
+    torch.manual_seed(0)
+    model = build_detector().train()
+    images = torch.rand(2, 3, 128, 160)
+    samples = make_samples([(128, 160)] * 2,
+                           [[[10, 20, 60, 100], [70, 30, 150, 120]], []])
+    losses = model.loss(images, samples)
+    layers = model.decoder.num_layers
+    expected = {'loss_cls', 'loss_bbox', 'loss_iou'}
+    for prefix in ['enc_', 'dn_'] + [f'd{i}.' for i in range(layers - 1)] + \
+            [f'd{i}.dn_' for i in range(layers - 1)]:
+        expected |= {prefix + k for k in ('loss_cls', 'loss_bbox',
+                                          'loss_iou')}
+    assert set(losses) == expected
+    assert all(torch.isfinite(v).all() and v > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    grad = model.backbone.patch_embed.proj.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    assert model.dn_query_generator.label_embedding.weight.grad.abs().sum() > 0
+
+
+def test_batch_without_ground_truth():
+    """No boxes on this rank: finite losses, no denoising loss, every
+    parameter still in the graph (DDP needs that)."""
+    model = build_detector().train()
+    losses = model.loss(torch.rand(2, 3, 128, 128),
+                        make_samples([(128, 128)] * 2, [[], []]))
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    assert losses['dn_loss_bbox'] == 0 and losses['loss_bbox'] == 0
+    assert losses['loss_cls'] > 0
+    sum(losses.values()).backward()
+    assert model.dn_query_generator.label_embedding.weight.grad is not None
+
+
+def test_predict_scales_to_original_image():
+    model = build_detector().eval()
+    # a 300x450 image resized to 128x160 by the test pipeline
+    sample = make_samples([(128, 160)], [[]])[0]
+    sample.set_metainfo(dict(ori_shape=(300, 450),
+                             scale_factor=(160 / 450, 128 / 300)))
+    images = torch.rand(1, 3, 128, 160)
+    with torch.no_grad():
+        pred = model.predict(images, [sample.clone()])[0].pred_instances
+        raw = model.predict(images, [sample.clone()],
+                            rescale=False)[0].pred_instances
+    assert len(pred) == 300
+    assert pred.bboxes[:, 0::2].max() <= 450 and pred.bboxes[:, 1::2].max(
+    ) <= 300
+    factor = torch.tensor([450 / 160, 300 / 128] * 2)
+    torch.testing.assert_close(pred.bboxes, raw.bboxes * factor)
+    assert (pred.scores[:-1] >= pred.scores[1:]).all()
+    assert pred.labels.max() < 80
+
+
+def test_switch_to_deploy_same_predictions():
+    torch.manual_seed(0)
+    model = build_detector('rtdetr_riformer_s12.py')
+    randomize_(model.backbone)
+    randomize_(model.neck, seed=1)
+    model.eval()
+    images = torch.rand(1, 3, 128, 128)
+    samples = make_samples([(128, 128)], [[]])
+    with torch.no_grad():
+        before = model.predict(images, samples)[0].pred_instances
+        switch_to_deploy(model)
+        after = model.predict(images, samples)[0].pred_instances
+    assert model.backbone.deploy
+    assert not any('rbr' in n or 'layer_scale' in n
+                   for n, _ in model.named_parameters())
+    torch.testing.assert_close(after.scores, before.scores, atol=1e-4,
+                               rtol=1e-4)
+    torch.testing.assert_close(after.bboxes, before.bboxes, atol=1e-4 * 128,
+                               rtol=1e-4)
+
+
+def test_eval_idx_runs_fewer_layers():
+    model = build_detector(decoder=dict(eval_idx=0)).eval()
+    outputs = model.forward_transformer(
+        model.extract_feat(torch.rand(1, 3, 128, 128)),
+        make_samples([(128, 128)], [[]]))
+    assert outputs['all_layers_cls_scores'].shape[0] == 1
+
+
+def test_mismatched_neck_channels():
+    with pytest.raises(ValueError, match=r'neck.in_channels=\[128, 320, 512'):
+        build_detector(backbone=dict(arch='m36'))
+
+
+def test_padded_batch_is_refused():
+    model = build_detector().eval()
+    sample = make_samples([(128, 120)], [[]])[0]
+    sample.set_metainfo(dict(batch_input_shape=(128, 128)))
+    with pytest.raises(ValueError, match='unpadded'):
+        model.predict(torch.rand(1, 3, 128, 128), [sample])
+
+
+def test_too_small_input():
+    model = build_detector().eval()
+    with pytest.raises(ValueError, match='fewer than num_queries=300'):
+        model.predict(torch.rand(1, 3, 64, 64),
+                      make_samples([(64, 64)], [[]]))
