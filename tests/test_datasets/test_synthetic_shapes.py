@@ -1,0 +1,220 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import json
+import multiprocessing
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+from mmdet.registry import DATASETS
+from mmengine.registry import DefaultScope
+from pycocotools.coco import COCO
+
+from mmriformer.datasets import (SyntheticShapesDataset,
+                                 generate_shapes_dataset, synthetic_shapes)
+
+SMALL = dict(num_images=20, image_size=(128, 128), min_size=16, max_size=64)
+
+
+def _generate(root, seed=0, **kwargs):
+    return generate_shapes_dataset(
+        str(root), 'train', seed=seed, **{
+            **SMALL,
+            **kwargs
+        })
+
+
+def _read_bytes(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def _pixels(root, split='train'):
+    folder = osp.join(root, split)
+    return [
+        cv2.imread(osp.join(folder, name))
+        for name in sorted(os.listdir(folder))
+    ]
+
+
+def _mtimes(root):
+    return {
+        osp.join(folder, name): os.stat(osp.join(folder, name)).st_mtime_ns
+        for folder, _, names in os.walk(root) for name in names
+    }
+
+
+def test_same_seed_same_dataset(tmp_path):
+    ann_a = _generate(tmp_path / 'a')
+    ann_b = _generate(tmp_path / 'b')
+    ann_c = _generate(tmp_path / 'c', seed=1)
+    assert _read_bytes(ann_a) == _read_bytes(ann_b)
+    pixels_a, pixels_b = _pixels(tmp_path / 'a'), _pixels(tmp_path / 'b')
+    assert len(pixels_a) == SMALL['num_images']
+    for image_a, image_b in zip(pixels_a, pixels_b):
+        np.testing.assert_array_equal(image_a, image_b)
+    assert _read_bytes(ann_a) != _read_bytes(ann_c)
+    assert not np.array_equal(pixels_a[0], _pixels(tmp_path / 'c')[0])
+
+
+def test_valid_coco_annotations(tmp_path):
+    classes = ('star', 'circle', 'cross')
+    ann_file = _generate(tmp_path, classes=classes)
+    assert ann_file == osp.join(tmp_path, 'annotations', 'train.json')
+    coco = COCO(ann_file)
+    cats = coco.loadCats(coco.getCatIds())
+    assert [(c['id'], c['name']) for c in cats] == [(1, 'star'),
+                                                    (2, 'circle'),
+                                                    (3, 'cross')]
+    images = coco.loadImgs(coco.getImgIds())
+    assert len(images) == SMALL['num_images']
+    num_empty = 0
+    for img in images:
+        image = cv2.imread(osp.join(tmp_path, 'train', img['file_name']))
+        assert image.shape == (img['height'], img['width'], 3)
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[img['id']]))
+        num_empty += not anns
+        for ann in anns:
+            x, y, w, h = ann['bbox']
+            assert w > 0 and h > 0 and ann['area'] > 0
+            assert x >= 0 and y >= 0
+            assert x + w <= img['width'] and y + h <= img['height']
+            assert ann['iscrowd'] == 0
+    # empty_ratio=0.1 of 20 images
+    assert num_empty == 2
+    used = {ann['category_id'] for ann in coco.dataset['annotations']}
+    assert used == {1, 2, 3}
+
+
+def test_idempotent(tmp_path):
+    _generate(tmp_path)
+    before = _mtimes(tmp_path)
+    _generate(tmp_path)
+    assert _mtimes(tmp_path) == before
+
+
+def test_changed_parameters_regenerate(tmp_path):
+    ann_file = _generate(tmp_path)
+    first = _read_bytes(ann_file)
+    _generate(tmp_path, seed=1, num_images=10)
+    with open(ann_file) as f:
+        info = json.load(f)['info']['generator']
+    assert info['seed'] == 1 and info['num_images'] == 10
+    assert _read_bytes(ann_file) != first
+    # Images of the old, longer split are removed.
+    assert len(os.listdir(tmp_path / 'train')) == 10
+    # A missing image also triggers regeneration.
+    os.remove(tmp_path / 'train' / '000003.jpg')
+    _generate(tmp_path, seed=1, num_images=10)
+    assert osp.isfile(tmp_path / 'train' / '000003.jpg')
+
+
+def _generate_after(barrier, root):
+    barrier.wait()
+    _generate(root)
+
+
+def test_concurrent_generation(tmp_path, monkeypatch):
+    reference = _generate(tmp_path / 'reference')
+    # fork: the children need no re-import of torch and mmdet, and they
+    # inherit the counting wrapper below.
+    context = multiprocessing.get_context('fork')
+    num_writes = context.Value('i', 0)
+    write_split = synthetic_shapes._write_split
+
+    def counted_write_split(*args):
+        with num_writes.get_lock():
+            num_writes.value += 1
+        write_split(*args)
+
+    monkeypatch.setattr(synthetic_shapes, '_write_split', counted_write_split)
+    barrier = context.Barrier(3)
+    workers = [
+        context.Process(
+            target=_generate_after, args=(barrier, tmp_path / 'shared'))
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    # The lock lets exactly one process draw; the others find it done.
+    assert num_writes.value == 1
+    ann_file = osp.join(tmp_path, 'shared', 'annotations', 'train.json')
+    with open(ann_file) as f:
+        json.load(f)
+    assert _read_bytes(ann_file) == _read_bytes(reference)
+    for image_a, image_b in zip(
+            _pixels(tmp_path / 'reference'), _pixels(tmp_path / 'shared')):
+        np.testing.assert_array_equal(image_a, image_b)
+    assert sorted(os.listdir(tmp_path / 'shared' / 'annotations')) == [
+        'train.json'
+    ]
+
+
+def test_build_dataset_with_pipeline(tmp_path):
+    classes = ('ring', 'triangle', 'square', 'star')
+    cfg = dict(
+        type='SyntheticShapesDataset',
+        data_root=str(tmp_path),
+        ann_file='annotations/val.json',
+        data_prefix=dict(img='val/'),
+        metainfo=dict(classes=classes),
+        num_images=8,
+        image_size=(128, 96),
+        min_size=16,
+        max_size=64,
+        seed=3,
+        filter_cfg=dict(filter_empty_gt=True),
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='Resize', scale=(64, 64), keep_ratio=True),
+            dict(type='PackDetInputs')
+        ])
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        dataset = DATASETS.build(cfg)
+    assert isinstance(dataset, SyntheticShapesDataset)
+    assert dataset.metainfo['classes'] == classes
+    assert osp.isfile(tmp_path / 'annotations' / 'val.json')
+    assert 0 < len(dataset) <= 8
+    sample = dataset[0]
+    assert tuple(sample['inputs'].shape) == (3, 48, 64)
+    instances = sample['data_samples'].gt_instances
+    assert len(instances) > 0
+    assert instances.labels.max() < len(classes)
+    assert (instances.bboxes.tensor[:, 2:] <= 64).all()
+
+
+def test_dataset_needs_split_layout(tmp_path):
+    with pytest.raises(ValueError, match='annotations/<split>.json'):
+        SyntheticShapesDataset(
+            data_root=str(tmp_path),
+            ann_file='annotations/train.json',
+            data_prefix=dict(img='images/'),
+            num_images=2)
+
+
+@pytest.mark.parametrize('kwargs, name', [
+    (dict(num_images=0), 'num_images'),
+    (dict(classes=()), 'classes'),
+    (dict(classes=('circle', 'dragon')), 'classes'),
+    (dict(image_size=(48, 128)), 'image_size'),
+    (dict(image_size=(128, 128, 3)), 'image_size'),
+    (dict(min_size=4), 'min_size'),
+])
+def test_bad_arguments(tmp_path, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        _generate(tmp_path, **kwargs)
+    assert not os.listdir(tmp_path)
+
+
+def test_unwritable_root(tmp_path):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    root = blocker / 'shapes'
+    with pytest.raises(OSError, match='writable') as error:
+        _generate(root)
+    assert str(root) in str(error.value)

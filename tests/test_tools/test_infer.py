@@ -1,0 +1,120 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+
+ROOT = Path(__file__).parents[2]
+TOOL = ROOT / 'tools/infer.py'
+CONFIG = str(ROOT / 'configs/rtdetr_riformer_s12.py')
+CLASSES = ('a', 'b', 'c')
+SHAPES = {'first.jpg': (120, 150), 'second.png': (90, 100)}
+# 3 classes, 5 boxes per image, 160x160 inputs (>= 300 encoder tokens).
+CFG_OPTIONS = {
+    'model.bbox_head.num_classes': 3,
+    'model.test_cfg.max_per_img': 5,
+    'test_dataloader.dataset.pipeline.1.scale': (160, 160),
+}
+CFG_ARGS = [
+    '--cfg-options', 'model.bbox_head.num_classes=3',
+    'model.test_cfg.max_per_img=5',
+    'test_dataloader.dataset.pipeline.1.scale=(160,160)'
+]
+
+
+@pytest.fixture(scope='module')
+def tool():
+    spec = importlib.util.spec_from_file_location('infer', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """A 3-class s12 checkpoint and a folder of two images."""
+    root = tmp_path_factory.mktemp('infer')
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.backbone.init_cfg = None
+    cfg.model.data_preprocessor.batch_augments = None
+    cfg.merge_from_dict({k: v for k, v in CFG_OPTIONS.items()
+                         if k.startswith('model.')})
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    checkpoint = root / 'model.pth'
+    torch.save({'state_dict': model.state_dict(),
+                'meta': {'dataset_meta': {'classes': CLASSES}}}, checkpoint)
+    images = root / 'images'
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in SHAPES.items():
+        cv2.imwrite(str(images / name),
+                    rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    (images / 'notes.txt').write_text('not an image')
+    return checkpoint, images
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_infer_folder(tool, data, tmp_path):
+    checkpoint, images = data
+    out = tmp_path / 'out'
+    proc = run_tool(CONFIG, checkpoint, images, '--out-dir', out,
+                    '--score-thr', 0, *CFG_ARGS)
+    assert proc.returncode == 0, proc.stderr
+    assert all((out / 'vis' / name).is_file() for name in SHAPES)
+    predictions = json.loads((out / 'predictions.json').read_text())
+    assert [Path(p['image']).name for p in predictions] == sorted(SHAPES)
+    for prediction in predictions:
+        h, w = SHAPES[Path(prediction['image']).name]
+        assert len(prediction['detections']) == 5
+        for det in prediction['detections']:
+            assert set(det) == {'bbox', 'score', 'label', 'class'}
+            x1, y1, x2, y2 = det['bbox']
+            # boxes are in pixels of the original image
+            assert 0 <= x1 <= x2 <= w + 1e-3 and 0 <= y1 <= y2 <= h + 1e-3
+            assert 0 < det['score'] <= 1
+            assert det['class'] == CLASSES[det['label']]
+
+    # the deploy form gives the same scores
+    deployed = tool.infer(CONFIG, str(checkpoint), str(images),
+                          str(tmp_path / 'deploy'), score_thr=0,
+                          deploy=True, cfg_options=CFG_OPTIONS)
+    for before, after in zip(predictions, deployed):
+        torch.testing.assert_close(
+            sorted(d['score'] for d in after['detections']),
+            sorted(d['score'] for d in before['detections']),
+            atol=1e-4, rtol=1e-4)
+
+
+def test_missing_checkpoint(data, tmp_path):
+    _, images = data
+    proc = run_tool(CONFIG, tmp_path / 'missing.pth', images, '--out-dir',
+                    tmp_path / 'out')
+    assert proc.returncode != 0
+    assert 'missing.pth does not exist' in proc.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+def test_bad_inputs(tool, data, tmp_path):
+    checkpoint, images = data
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        tool.find_images(str(tmp_path / 'missing'))
+    with pytest.raises(ValueError, match='No images'):
+        tool.find_images(str(tmp_path))
+    with pytest.raises(ValueError, match='is not an image'):
+        tool.find_images(str(images / 'notes.txt'))
+    # an 80-class config cannot take the 3-class checkpoint
+    with pytest.raises(ValueError, match='num_classes=3'):
+        tool.infer(CONFIG, str(checkpoint), str(images), str(tmp_path))
