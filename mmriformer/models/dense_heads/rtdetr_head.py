@@ -86,6 +86,17 @@ class RTDETRHead(DINOHead):
                                     all_layers_bbox_preds, batch_img_metas,
                                     rescale)
 
+    @staticmethod
+    def split_outputs(all_layers_cls_scores: Tensor,
+                      all_layers_bbox_preds: Tensor,
+                      dn_meta: Optional[Dict[str, int]]) -> Tuple[Tensor]:
+        """Split denoising from matching queries; without denoising
+        (``dn_meta`` None) everything is matching."""
+        if dn_meta is None:
+            return all_layers_cls_scores, all_layers_bbox_preds, None, None
+        return DINOHead.split_outputs(all_layers_cls_scores,
+                                      all_layers_bbox_preds, dn_meta)
+
     def loss_by_feat_single(self, cls_scores: Tensor, bbox_preds: Tensor,
                             batch_gt_instances: InstanceList,
                             batch_img_metas: List[dict]) -> Tuple[Tensor]:

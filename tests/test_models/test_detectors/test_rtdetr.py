@@ -88,6 +88,14 @@ def test_batch_without_ground_truth():
     assert model.dn_query_generator.label_embedding.weight.grad is not None
 
 
+def test_train_step_without_denoising():
+    model = build_detector(dn_cfg=None).train()
+    losses = model.loss(torch.rand(1, 3, 128, 128),
+                        make_samples([(128, 128)], [[[8, 8, 60, 90]]]))
+    assert not any('dn_' in k for k in losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
 def test_predict_scales_to_original_image():
     model = build_detector().eval()
     # a 300x450 image resized to 128x160 by the test pipeline
