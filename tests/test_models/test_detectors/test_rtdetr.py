@@ -163,3 +163,23 @@ def test_too_small_input():
     with pytest.raises(ValueError, match='fewer than num_queries=300'):
         model.predict(torch.rand(1, 3, 64, 64),
                       make_samples([(64, 64)], [[]]))
+
+
+def test_inference_has_no_host_sync(monkeypatch):
+    """From the images to the last decoder layer's outputs, nothing reads a
+    tensor value on the host (so export and CUDA graphs can follow)."""
+    model = build_detector().eval()
+    images = torch.rand(1, 3, 128, 128)
+    samples = make_samples([(128, 128)], [[]])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('a tensor value was read on the host')
+
+    for name in ('item', 'tolist', '__bool__', '__int__', '__float__',
+                 'numpy', 'nonzero'):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    with torch.no_grad():
+        outputs = model.forward_transformer(model.extract_feat(images),
+                                            samples)
+    monkeypatch.undo()
+    assert outputs['all_layers_bbox_preds'].shape == (3, 1, 300, 4)
