@@ -1,4 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .coco import CheckedCocoDataset, skip_reason
 from .synthetic_shapes import SyntheticShapesDataset, generate_shapes_dataset
 
-__all__ = ['SyntheticShapesDataset', 'generate_shapes_dataset']
+__all__ = [
+    'CheckedCocoDataset', 'skip_reason', 'SyntheticShapesDataset',
+    'generate_shapes_dataset'
+]

@@ -25,9 +25,10 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
-from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
+
+from .coco import CheckedCocoDataset
 
 # Bump when the drawing changes, so that existing datasets are regenerated.
 GENERATOR_VERSION = 1
@@ -439,7 +440,7 @@ def generate_shapes_dataset(root: str,
 
 
 @DATASETS.register_module()
-class SyntheticShapesDataset(CocoDataset):
+class SyntheticShapesDataset(CheckedCocoDataset):
     """COCO-style dataset of synthetic shapes, generated on first use.
 
     The split is read from ``ann_file``, which must be
@@ -460,7 +461,7 @@ class SyntheticShapesDataset(CocoDataset):
         max_objects (int): Most objects in an image. Defaults to 6.
         min_size (int): Smallest object size in pixels. Defaults to 20.
         max_size (int): Largest object size in pixels. Defaults to 100.
-        **kwargs: Arguments of :class:`mmdet.datasets.CocoDataset`.
+        **kwargs: Arguments of :class:`CheckedCocoDataset`.
     """
 
     METAINFO = {

@@ -81,3 +81,22 @@ def test_tiny_model_overfits_four_images(tmp_path):
           f'mAP {mAP:.3f} after {ITERS} iterations')
     assert first / last >= 4
     assert mAP >= 0.9
+
+
+def test_num_classes_must_match_the_dataset(tmp_path):
+    cfg = Config.fromfile(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py')
+    cfg.merge_from_dict({
+        'work_dir': str(tmp_path / 'work_dir'),
+        'model.bbox_head.num_classes': 5,  # the dataset has 6
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'train_dataloader.dataset.data_root': str(tmp_path / 'data'),
+        'train_dataloader.dataset.num_images': 2,
+    })
+    for key in ('val_dataloader', 'val_evaluator', 'val_cfg',
+                'test_dataloader', 'test_evaluator', 'test_cfg'):
+        cfg.pop(key)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(AssertionError, match=r'`num_classes` \(5\)'):
+        runner.train()

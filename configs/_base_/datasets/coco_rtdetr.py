@@ -29,15 +29,18 @@ test_pipeline = [
                     'scale_factor'))
 ]
 
+# CheckedCocoDataset: CocoDataset that counts and logs the boxes it skips.
 train_dataloader = dict(
     batch_size=4,
     num_workers=4,
     batch_sampler=None,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline,
+    dataset=dict(type='CheckedCocoDataset', data_root=data_root,
+                 pipeline=train_pipeline,
                  filter_cfg=dict(filter_empty_gt=False)))
 val_dataloader = dict(
     batch_size=4,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(type='CheckedCocoDataset', data_root=data_root,
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
