@@ -452,8 +452,8 @@ class RIFormer(BaseModule):
             raise ValueError(
                 f'arch={arch!r} must have {" and ".join(map(repr, missing))}'
                 f' (4 values each, one per stage).')
-        arch = dict(mlp_ratios=[4, 4, 4, 4], layer_scale_init_value=1e-5,
-                    **arch)
+        arch = {'mlp_ratios': [4, 4, 4, 4], 'layer_scale_init_value': 1e-5,
+                **arch}
         for key in ('layers', 'embed_dims', 'mlp_ratios'):
             if len(arch[key]) != 4:
                 raise ValueError(

@@ -139,6 +139,17 @@ def test_build_from_mmpretrain_config():
     assert logits.shape == (2, 10)
 
 
+def test_custom_arch():
+    arch = dict(layers=[1, 1, 2, 1], embed_dims=[8, 16, 24, 32],
+                mlp_ratios=[2, 2, 3, 4], layer_scale_init_value=0.1)
+    model = RIFormer(arch=arch, out_indices=STAGES)
+    assert model.network[4][1].mlp.fc1.out_channels == 72
+    assert torch.allclose(model.network[6][0].layer_scale_2,
+                          torch.full((32, ), 0.1))
+    outs = model(torch.randn(1, 3, 64, 32))
+    assert [o.shape[1] for o in outs] == [8, 16, 24, 32]
+
+
 def test_out_indices():
     indices = [-1, -3, 2]
     model = RIFormer(arch='s12', out_indices=indices)
