@@ -298,6 +298,18 @@ def _is_up_to_date(ann_file: str, img_dir: str, params: dict) -> bool:
         for img in coco['images'])
 
 
+def _made_by_generator(ann_file: str) -> bool:
+    """Whether ``ann_file`` is absent or was written by this generator."""
+    try:
+        with open(ann_file) as f:
+            coco = json.load(f)
+    except FileNotFoundError:
+        return True
+    except ValueError:
+        return False
+    return 'generator' in coco.get('info', {})
+
+
 def _write_split(root: str, params: dict) -> None:
     """Draw every image of a split, then write its annotation file."""
     split = params['split']
@@ -424,6 +436,12 @@ def generate_shapes_dataset(root: str,
     # file system can be used.
     if _is_up_to_date(ann_file, img_dir, params):
         return ann_file
+    if not _made_by_generator(ann_file):
+        raise ValueError(
+            f'{ann_file} exists and was not made by the synthetic shapes '
+            f'generator, so it is not overwritten. To train on your own '
+            f'COCO data, also set train_dataloader.dataset.synthesize=False '
+            f'and val_dataloader.dataset.synthesize=False.')
     try:
         os.makedirs(root, exist_ok=True)
         lock = open(osp.join(root, f'.synthetic_shapes_{split}.lock'), 'a')
@@ -461,6 +479,10 @@ class SyntheticShapesDataset(CheckedCocoDataset):
         max_objects (int): Most objects in an image. Defaults to 6.
         min_size (int): Smallest object size in pixels. Defaults to 20.
         max_size (int): Largest object size in pixels. Defaults to 100.
+        synthesize (bool): Generate the split when it is missing or stale.
+            False reads an existing COCO split as it is, which is how the
+            demo config trains on other data by ``--cfg-options`` alone.
+            Defaults to True.
         **kwargs: Arguments of :class:`CheckedCocoDataset`.
     """
 
@@ -483,7 +505,9 @@ class SyntheticShapesDataset(CheckedCocoDataset):
                  max_objects: int = 6,
                  min_size: int = 20,
                  max_size: int = 100,
+                 synthesize: bool = True,
                  **kwargs) -> None:
+        self.synthesize = synthesize
         self.generator_kwargs = dict(
             num_images=num_images,
             image_size=image_size,
@@ -518,6 +542,8 @@ class SyntheticShapesDataset(CheckedCocoDataset):
         Returns:
             list[dict]: Annotations of the images.
         """
+        if not self.synthesize:
+            return super().load_data_list()
         root, split = self._split_location()
         generate_shapes_dataset(
             root,

@@ -218,3 +218,12 @@ def test_unwritable_root(tmp_path):
     with pytest.raises(OSError, match='writable') as error:
         _generate(root)
     assert str(root) in str(error.value)
+
+
+def test_never_overwrites_foreign_annotations(tmp_path):
+    ann = tmp_path / 'annotations' / 'train.json'
+    ann.parent.mkdir(parents=True)
+    ann.write_text('{"images": [], "annotations": [], "categories": []}')
+    with pytest.raises(ValueError, match='synthesize=False'):
+        _generate(tmp_path)
+    assert json.loads(ann.read_text())['images'] == []
