@@ -8,7 +8,8 @@ _base_ = '../rtdetr_riformer_s12.py'
 data_root = 'data/shapes/'
 classes = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')
 num_classes = len(classes)
-image_size = (256, 256)
+image_size = (256, 256)  # of the generated images
+input_size = (224, 224)  # what the model sees
 num_decoder_layers = 3
 embed_dims = 128
 
@@ -38,12 +39,12 @@ metainfo = dict(classes=classes)
 # The COCO pipelines at the demo's input size. Zoom-out and IoU crop are
 # left out: they make a short schedule learn much slower.
 train_pipeline = [
-    dict(step, scale=image_size) if step['type'] == 'Resize' else step
+    dict(step, scale=input_size) if step['type'] == 'Resize' else step
     for step in _base_.train_pipeline
     if step['type'] not in ('Expand', 'RandomApply')
 ]
 test_pipeline = [
-    dict(step, scale=image_size) if step['type'] == 'Resize' else step
+    dict(step, scale=input_size) if step['type'] == 'Resize' else step
     for step in _base_.test_pipeline
 ]
 
@@ -67,8 +68,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
 test_evaluator = val_evaluator
 
-max_epochs = 6
-train_cfg = dict(max_epochs=max_epochs, val_interval=2)
+max_epochs = 8
+train_cfg = dict(max_epochs=max_epochs, val_interval=4)
 optim_wrapper = dict(
     optimizer=dict(lr=1e-3),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))

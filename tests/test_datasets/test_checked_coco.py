@@ -97,3 +97,16 @@ def test_classes_missing_from_annotation_file(tmp_path):
     write_coco(tmp_path, [(10, 10, 30, 30, 1)], categories=('a', 'z'))
     with pytest.raises(ValueError, match='only 1 of the 2 configured'):
         build(tmp_path)
+
+
+@pytest.mark.parametrize('damage', ['missing', 'corrupt'])
+def test_missing_or_corrupt_image_names_the_file(tmp_path, damage):
+    write_coco(tmp_path, [(10, 10, 30, 30, 1)])
+    image = tmp_path / 'img/0.jpg'
+    if damage == 'missing':
+        image.unlink()
+    else:
+        image.write_bytes(b'not a jpeg')
+    dataset = build(tmp_path, [dict(type='LoadImageFromFile')])
+    with pytest.raises((FileNotFoundError, AssertionError), match='0.jpg'):
+        dataset[0]
