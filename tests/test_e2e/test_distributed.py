@@ -1,8 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""tools/dist_train.sh on a CPU-only host: 2 processes over gloo train the
-tiny demo model and evaluate, and end with the weights of one process
-trained on the same total batch."""
+"""tools/dist_train.sh and dist_test.sh on a CPU-only host: 2 processes over
+gloo train the tiny demo model and evaluate, and end with the weights of one
+process trained on the same total batch; testing gives the same mAP."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,18 @@ def test_two_cpu_processes_match_one(tmp_path):
     for name, value in last.items():
         torch.testing.assert_close(ddp[-1][name], value, rtol=1e-4,
                                    atol=1e-6, msg=name)
+
+    # dist_test.sh with 2 processes scores the checkpoint like test.py
+    ckpt = tmp_path / 'single' / f'iter_{ITERS}.pth'
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29518',
+               OMP_NUM_THREADS='1')
+    maps = []
+    for cmd in ([sys.executable, ROOT / 'tools/test.py', config, ckpt],
+                ['bash', ROOT / 'tools/dist_test.sh', config, ckpt, '2']):
+        proc = subprocess.run(
+            cmd + ['--work-dir', str(tmp_path / f'test{len(maps)}')],
+            env=env, capture_output=True, text=True, timeout=600)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output[-3000:]
+        maps.append(re.findall(r'coco/bbox_mAP: ([0-9.]+)', output)[-1])
+    assert maps[0] == maps[1]
