@@ -1,6 +1,12 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Helpers for tests and benchmarks: random weights and output comparison."""
+"""Helpers for tests and benchmarks: random weights, output comparison and
+log capture."""
+import logging
+from contextlib import contextmanager
+from typing import Iterator, List
+
 import torch
+from mmengine.logging import MMLogger
 from torch import nn
 
 
@@ -38,3 +44,17 @@ def max_rel_diff(outs_a, outs_b) -> float:
         assert a.shape == b.shape
         worst = max(worst, ((a - b).abs().max() / a.abs().max()).item())
     return worst
+
+
+@contextmanager
+def logged_messages() -> Iterator[List[str]]:
+    """Collect the messages of mmengine's current logger in a list."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)

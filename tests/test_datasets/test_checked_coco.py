@@ -1,15 +1,14 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import json
-import logging
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from mmdet.registry import DATASETS
-from mmengine.logging import MMLogger
 
 from mmriformer.datasets import skip_reason
+from mmriformer.testing import logged_messages
 
 CLASSES = ('a', 'b')
 
@@ -58,12 +57,7 @@ def test_skipped_boxes_are_counted_and_logged(tmp_path):
         (200, 10, 10, 10, 1),  # outside the image
         (10, 10, 10, 10, 9),  # unknown category
     ])
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
+    with logged_messages() as messages:
         dataset = build(tmp_path, [
             dict(type='LoadImageFromFile'),
             dict(type='LoadAnnotations', with_bbox=True),
@@ -71,9 +65,7 @@ def test_skipped_boxes_are_counted_and_logged(tmp_path):
             dict(type='PackDetInputs')
         ])
         sample = dataset[0]['data_samples']
-    finally:
-        logger.removeHandler(handler)
-    message = ' '.join(r.getMessage() for r in records)
+    message = ' '.join(messages)
     assert 'skipped 3 boxes' in message
     assert '1 outside the image' in message
     assert '1 narrower or shorter than 1 px' in message

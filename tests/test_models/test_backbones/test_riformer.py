@@ -1,14 +1,12 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import copy
-import logging
 
 import pytest
 import torch
 from mmdet.registry import MODELS
-from mmengine.logging import MMLogger
 from torch import nn
 
-from mmriformer.testing import max_rel_diff, randomize_
+from mmriformer.testing import logged_messages, max_rel_diff, randomize_
 from mmriformer.models import switch_to_deploy
 from mmriformer.models.backbones import RIFormer, RIFormerBlock
 
@@ -229,20 +227,12 @@ def test_pretrained_with_prefix(tmp_path):
     path = tmp_path / 'riformer-s12.pth'
     torch.save({'state_dict': state, 'meta': {'epoch': 300}}, path)
 
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
+    with logged_messages() as messages:
         model = RIFormer(
             arch='s12', out_indices=(2, 4, 6),
             init_cfg=dict(type='Pretrained', checkpoint=str(path),
                           prefix='backbone.'))
         model.init_weights()
-    finally:
-        logger.removeHandler(handler)
-    messages = [r.getMessage() for r in records]
     assert any("['norm2', 'norm4']" in m for m in messages), messages
     model.eval()
     x = torch.randn(1, 3, 96, 96)
