@@ -489,10 +489,16 @@ class SyntheticShapesDataset(CheckedCocoDataset):
     METAINFO = {
         'classes':
         DEFAULT_CLASSES,
-        # Enough colours for every supported shape, so any subset fits.
+        # One colour per supported shape, then enough for other data read
+        # with synthesize=False (mmdet's visualiser needs one per class).
         'palette': [(220, 20, 60), (0, 130, 200), (60, 180, 75),
                     (255, 200, 0), (145, 30, 180), (245, 130, 48),
-                    (70, 240, 240), (128, 128, 0)]
+                    (70, 240, 240), (128, 128, 0)] + [
+                        tuple(int(c) for c in cv2.cvtColor(
+                            np.uint8([[[hue, 200, 230]]]),
+                            cv2.COLOR_HSV2RGB)[0, 0])
+                        for hue in range(0, 180, 2)
+                    ]
     }
 
     def __init__(self,
