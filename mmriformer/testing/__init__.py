@@ -22,7 +22,8 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
             leaf = name.split('.')[-1]
             if 'layer_scale' in leaf:
                 p.copy_(torch.rand(p.shape, generator=gen) * 0.5 + 0.05)
-            elif 'affine.weight' in name or (leaf == 'weight' and p.dim() == 1):
+            elif 'affine.weight' in name or (leaf == 'weight'
+                                             and p.dim() == 1):
                 p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
             elif leaf == 'bias':
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)

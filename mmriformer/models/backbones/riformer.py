@@ -27,7 +27,8 @@ from ..utils.onednn import PackedWeight, conv2d, linear_add, linear_gelu
 from ..utils.reparam import (fold_affine_into_norm, fold_norm_affine_into_conv,
                              scale_conv_output, scale_norm)
 
-NUM_POSITIONS = 7  # network = [stage0, down0, stage1, down1, stage2, down2, stage3]
+# network = [stage0, down0, stage1, down1, stage2, down2, stage3]
+NUM_POSITIONS = 7
 
 
 class PatchEmbed(nn.Module):
@@ -197,7 +198,8 @@ class RIFormerBlock(BaseModule):
         self.token_mixer = Affine(dim)
         self.norm2 = build_norm_layer(norm_cfg, dim)[1]
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_cfg, drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(
+            drop_path) if drop_path > 0 else nn.Identity()
         self.layer_scale_1 = nn.Parameter(
             layer_scale_init_value * torch.ones(dim))
         self.layer_scale_2 = nn.Parameter(

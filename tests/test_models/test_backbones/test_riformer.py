@@ -220,7 +220,7 @@ def test_deploy_form_trains():
 
 
 def test_pretrained_with_prefix(tmp_path):
-    """An mmpretrain classifier checkpoint loads with only out norms missing."""
+    """An mmpretrain classifier checkpoint loads; only out norms miss."""
     theirs = randomize_(mmpretrain_riformer(arch='s12')).eval()
     state = {f'backbone.{k}': v for k, v in theirs.state_dict().items()}
     state['head.fc.weight'] = torch.zeros(1000, 512)
