@@ -31,7 +31,6 @@ model = dict(
                        feedforward_channels=512)),
     bbox_head=dict(num_classes=num_classes, embed_dims=embed_dims,
                    num_pred_layer=num_decoder_layers + 1),
-    dn_cfg=dict(group_cfg=dict(num_dn_queries=100)),
     test_cfg=dict(max_per_img=100))
 
 dataset_type = 'SyntheticShapesDataset'
