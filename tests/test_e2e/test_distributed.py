@@ -13,16 +13,52 @@ import torch
 
 ROOT = Path(__file__).parents[2]
 ITERS = 2
+LR = 0.01
+
+# Why this bound: both runs do the same arithmetic in float64 (Float64Runner)
+# but for one term. Reordering sums (one batch of 4 against two of 2 whose
+# gradients the all-reduce averages) moves a float64 result by ~1e-16 of its
+# terms. The term: mmdet divides each loss by (avg_factor + eps32), eps32 =
+# 1.2e-7 (weight_reduce_loss); each DDP rank uses the mean box count N / 2,
+# so two processes divide by N + 2 * eps32 where one divides by N + eps32.
+# Every gradient changes by eps32 / N <= eps32 relative, so each weight
+# tensor may move by eps32 times its update; twice that (the second step
+# starts from weights that differ already) plus 1e-12 for rounding bounds
+# it. A DDP bug moves weights by about the update itself: gradients summed
+# instead of averaged, or one rank's lost (checked below on purpose-built
+# runs).
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def bounds(single, init):
+    """Per weight tensor, the largest difference the maths allows."""
+    return {
+        k: 2 * EPS32 * (v.double() - init[k].double()).abs().max().item() +
+        1e-12
+        for k, v in single.items()
+    }
+
+
+def worst_ratio(a, b, bound):
+    """Largest |a - b| over its bound, across weight tensors."""
+    assert a.keys() == b.keys() == bound.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() / bound[k]
+               for k in a)
+
 
 # Deterministic and free of batch statistics, so that 1 x 4 images and
 # 2 x 2 images must give the same update: no random augmentation, no
 # denoising noise, GN instead of BN in the encoder, plain SGD.
 CONFIG = '''
 _base_ = '{root}/configs/demo/rtdetr_riformer_s12_shapes.py'
+custom_imports = dict(imports=['mmriformer', 'float64_runner'],
+                      allow_failed_imports=False)
+runner_type = 'Float64Runner'
 data_root = '{data}/'
 model = dict(
     dn_cfg=None,
-    data_preprocessor=dict(batch_augments=None),
+    data_preprocessor=dict(type='Float64DetDataPreprocessor',
+                           batch_augments=None),
     neck=dict(norm_cfg=dict(type='GN', num_groups=8)))
 pipeline = [
     dict(type='LoadImageFromFile'),
@@ -44,59 +80,71 @@ test_evaluator = val_evaluator
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters},
                  val_interval={iters})
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',
-                     optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
+                     optimizer=dict(type='SGD', lr={lr}, momentum=0.9))
 param_scheduler = []
 custom_hooks = []
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=1))
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval={iters}))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
 '''
 
 
-def train(config, work_dir, procs, batch_size):
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29517',
-               OMP_NUM_THREADS='1')
+def environment(port):
+    """Our interpreter, float64_runner importable, one thread a process."""
+    path = os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get('PYTHONPATH', '')])
+    return dict(os.environ, PYTHON=sys.executable, PORT=str(port),
+                OMP_NUM_THREADS='1', PYTHONPATH=path)
+
+
+def train(config, work_dir, procs=1, batch_size=4, lr=LR):
+    """Train ITERS iterations; return the final float64 weights."""
     options = ['--work-dir', str(work_dir), '--cfg-options',
-               f'train_dataloader.batch_size={batch_size}']
+               f'train_dataloader.batch_size={batch_size}',
+               f'optim_wrapper.optimizer.lr={lr}']
     if procs == 1:
         cmd = [sys.executable, ROOT / 'tools/train.py', config] + options
     else:
         cmd = ['bash', ROOT / 'tools/dist_train.sh', config, str(procs)
                ] + options
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(cmd, env=environment(29517), capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'coco/bbox_mAP' in proc.stdout + proc.stderr  # it evaluated
-    return [
-        torch.load(work_dir / f'iter_{i}.pth', weights_only=False)
-        ['state_dict'] for i in (1, ITERS)
-    ]
+    state = torch.load(work_dir / f'iter_{ITERS}.pth',
+                       weights_only=False)['state_dict']
+    assert state['backbone.network.0.0.mlp.fc1.weight'].dtype == torch.float64
+    return state
 
 
 @pytest.mark.slow
 def test_two_cpu_processes_match_one(tmp_path):
     config = tmp_path / 'tiny.py'
-    config.write_text(
-        CONFIG.format(root=ROOT, data=tmp_path / 'data', iters=ITERS))
-    single = train(config, tmp_path / 'single', procs=1, batch_size=4)
+    config.write_text(CONFIG.format(root=ROOT, data=tmp_path / 'data',
+                                    iters=ITERS, lr=LR))
+    single = train(config, tmp_path / 'single')
     ddp = train(config, tmp_path / 'ddp', procs=2, batch_size=2)
-    first, last = single
-    assert any(not torch.equal(first[k], last[k]) for k in first)  # trained
-    assert last.keys() == ddp[-1].keys()
-    for name, value in last.items():
-        torch.testing.assert_close(ddp[-1][name], value, rtol=1e-4,
-                                   atol=1e-6, msg=name)
+    bound = bounds(single, train(config, tmp_path / 'init', lr=0.))
+    assert worst_ratio(ddp, single, bound) <= 1
+
+    # The bound catches DDP bugs with room to spare. With SGD the update is
+    # linear in the gradient, so ranks that summed their gradients instead
+    # of averaging them train like one process with twice the lr; a rank
+    # whose gradient is lost leaves the gradient of half the batch.
+    summed = train(config, tmp_path / 'summed', lr=2 * LR)
+    half = train(config, tmp_path / 'half', batch_size=2)
+    assert worst_ratio(summed, single, bound) > 1e3
+    assert worst_ratio(half, single, bound) > 1e3
 
     # dist_test.sh with 2 processes scores the checkpoint like test.py
     ckpt = tmp_path / 'single' / f'iter_{ITERS}.pth'
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29518',
-               OMP_NUM_THREADS='1')
     maps = []
     for cmd in ([sys.executable, ROOT / 'tools/test.py', config, ckpt],
                 ['bash', ROOT / 'tools/dist_test.sh', config, ckpt, '2']):
         proc = subprocess.run(
             cmd + ['--work-dir', str(tmp_path / f'test{len(maps)}')],
-            env=env, capture_output=True, text=True, timeout=600)
+            env=environment(29518), capture_output=True, text=True,
+            timeout=600)
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0, output[-3000:]
         maps.append(re.findall(r'coco/bbox_mAP: ([0-9.]+)', output)[-1])
