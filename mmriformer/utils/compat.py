@@ -1,6 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Checks for environment traps of the OpenMMLab stack on recent packages."""
-from importlib import metadata
+from importlib import import_module, metadata
 from typing import Callable, Optional
 
 
@@ -12,17 +12,23 @@ def _installed_version(dist: str) -> Optional[str]:
 
 
 def transformers_problem(
-        version_of: Callable[[str], Optional[str]] = _installed_version
+    version_of: Callable[[str], Optional[str]] = _installed_version,
+    try_import: Callable[[str], object] = import_module,
 ) -> Optional[str]:
-    """Describe the transformers>=5 trap, or return None if absent.
+    """Describe the transformers trap, or return None if absent.
 
-    With pycocotools installed, mmpretrain imports its multimodal models,
-    which import names that transformers 5 removed; ``import mmdet.models``
-    fails the same way through mmdet's ReID preprocessor.
+    With pycocotools and transformers installed, mmpretrain imports its
+    multimodal models; when the installed transformers lacks a name they
+    import (transformers 5, and 4.57 already lack
+    ``modeling_utils.apply_chunking_to_forward``), mmpretrain swallows the
+    ImportError and ``import mmpretrain.models`` (and so ``import
+    mmdet.models``) fails with ``TypeError: NoneType takes no arguments``.
+    The trap is tested by those imports themselves, not by a version.
 
     Args:
         version_of (callable): Maps a distribution name to its installed
             version, or None when it is not installed.
+        try_import (callable): Imports a module by name.
 
     Returns:
         str | None: A one-line explanation with the fix.
@@ -30,12 +36,18 @@ def transformers_problem(
     version = version_of('transformers')
     if version is None or version_of('pycocotools') is None:
         return None
-    if int(version.split('.')[0]) < 5:
-        return None
-    return (f'transformers {version} is installed next to pycocotools, '
-            f'which breaks `import mmpretrain.models` and `import '
-            f'mmdet.models`. Fix: pip uninstall -y transformers (or pip '
-            f'install "transformers<5").')
+    for module in ('mmdet.models', 'mmpretrain.models'):
+        try:
+            try_import(module)
+        except Exception as error:
+            return (f'transformers {version} is installed next to '
+                    f'pycocotools, and with both `import {module}` fails '
+                    f'({type(error).__name__}: {error}): mmpretrain then '
+                    f'imports its multimodal models, which do not work with '
+                    f'this transformers. Fix: pip uninstall -y transformers '
+                    f'(mmriformer, mmdet and mmpretrain do not need it; keep '
+                    f'it in a separate virtual environment).')
+    return None
 
 
 def check_environment() -> None:

@@ -19,29 +19,45 @@ TINY_ARCH = dict(layers=[1, 1, 1, 1], embed_dims=[8, 16, 24, 32])
 
 
 def test_transformers_problem_detection():
-    versions = {'transformers': '5.2.0', 'pycocotools': '2.0.11'}
-    message = transformers_problem(versions.get)
-    assert 'transformers 5.2.0' in message
+    versions = {'transformers': '4.57.6', 'pycocotools': '2.0.11'}
+
+    def broken(module):
+        raise TypeError('NoneType takes no arguments')
+
+    message = transformers_problem(versions.get, broken)
+    assert 'transformers 4.57.6' in message
+    assert 'TypeError: NoneType takes no arguments' in message
     assert 'pip uninstall -y transformers' in message
-    assert transformers_problem({'transformers': '4.57.1',
-                                 'pycocotools': '2.0.11'}.get) is None
-    assert transformers_problem({'transformers': '5.2.0'}.get) is None
-    assert transformers_problem({'pycocotools': '2.0.11'}.get) is None
+    assert transformers_problem(versions.get, lambda module: None) is None
+
+    def unused(module):
+        raise AssertionError('imported without need')
+
+    assert transformers_problem({'transformers': '5.2.0'}.get,
+                                unused) is None
+    assert transformers_problem({'pycocotools': '2.0.11'}.get,
+                                unused) is None
 
 
-def test_import_with_transformers_5_fails_in_one_line(tmp_path):
-    """A real (metadata-only) transformers 5 install next to pycocotools."""
-    dist = tmp_path / 'transformers-5.2.0.dist-info'
+@pytest.mark.parametrize('version', ['4.57.6', '5.2.0'])
+def test_import_with_broken_transformers_fails_in_one_line(tmp_path,
+                                                           version):
+    """A transformers install that lacks what mmpretrain imports (here a
+    metadata-only one, which lacks everything) next to pycocotools, hit
+    through mmpretrain's real imports."""
+    dist = tmp_path / f'transformers-{version}.dist-info'
     dist.mkdir()
     (dist / 'METADATA').write_text(
-        'Metadata-Version: 2.1\nName: transformers\nVersion: 5.2.0\n')
+        f'Metadata-Version: 2.1\nName: transformers\nVersion: {version}\n')
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     proc = subprocess.run([sys.executable, '-c', 'import mmriformer'],
                           env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith('ImportError: mmriformer: transformers 5.2.0')
+    assert last.startswith(f'ImportError: mmriformer: transformers {version}')
+    assert '`import mmpretrain.models` fails (' in last  # the real error
     assert 'pip uninstall -y transformers' in last
+    assert 'transformers<' not in last  # no advice that does not work
     assert 'mmpretrain/models' not in proc.stderr  # nothing from deep inside
 
 
