@@ -17,7 +17,7 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmdet.registry import MODELS
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, initialize
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -26,9 +26,6 @@ from ..layers.norm import LayerNorm2d
 from ..utils.onednn import PackedWeight, conv2d, linear_add, linear_gelu
 from ..utils.reparam import (fold_affine_into_norm, fold_norm_affine_into_conv,
                              scale_conv_output, scale_norm)
-
-# network = [stage0, down0, stage1, down1, stage2, down2, stage3]
-NUM_POSITIONS = 7
 
 
 class PatchEmbed(nn.Module):
@@ -107,6 +104,16 @@ def build_affine_free_norm(norm_cfg: dict, channels: int) -> nn.Module:
     return norm
 
 
+# The keys of one block in the train form and in mmpretrain's deploy form.
+_SHARED_KEYS = ('layer_scale_1', 'layer_scale_2', 'norm2.weight', 'norm2.bias',
+                'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight',
+                'mlp.fc2.bias')
+TRAIN_FORM_KEYS = ('norm1.weight', 'norm1.bias', 'token_mixer.affine.weight',
+                   'token_mixer.affine.bias') + _SHARED_KEYS
+MMPRETRAIN_DEPLOY_KEYS = ('norm_reparam.weight',
+                          'norm_reparam.bias') + _SHARED_KEYS
+
+
 def fold_block_state(state: Dict[str, Tensor], prefix: str = '') -> None:
     """Convert one block's weights to our deploy form, in place.
 
@@ -123,6 +130,18 @@ def fold_block_state(state: Dict[str, Tensor], prefix: str = '') -> None:
         return state.pop(prefix + name)
 
     if prefix + 'token_mixer.affine.weight' in state:
+        needed = TRAIN_FORM_KEYS
+    elif prefix + 'layer_scale_1' in state:
+        needed = MMPRETRAIN_DEPLOY_KEYS
+    else:
+        return
+    missing = [prefix + k for k in needed if prefix + k not in state]
+    if missing:
+        raise ValueError(
+            f'Incomplete RIFormer block weights at {prefix!r}: missing '
+            f'{missing}. The checkpoint is truncated or holds another '
+            f'model; check the file and the arch.')
+    if needed is TRAIN_FORM_KEYS:
         gamma, beta = fold_affine_into_norm(
             pop('norm1.weight'), pop('norm1.bias'),
             pop('token_mixer.affine.weight'), pop('token_mixer.affine.bias'))
@@ -130,10 +149,8 @@ def fold_block_state(state: Dict[str, Tensor], prefix: str = '') -> None:
         for key in [k for k in state if k.startswith(prefix + 'norm1.')]:
             name = key[len(prefix + 'norm1.'):]
             state[prefix + 'norm_reparam.' + name] = state.pop(key)
-    elif prefix + 'layer_scale_1' in state:
-        gamma, beta = pop('norm_reparam.weight'), pop('norm_reparam.bias')
     else:
-        return
+        gamma, beta = pop('norm_reparam.weight'), pop('norm_reparam.bias')
     gamma, beta = scale_norm(gamma, beta, pop('layer_scale_1'))
     fc1_w, fc1_b = fold_norm_affine_into_conv(
         pop('mlp.fc1.weight'), pop('mlp.fc1.bias'), pop('norm2.weight'),
@@ -190,7 +207,10 @@ class RIFormerBlock(BaseModule):
                  with_cp: bool = False) -> None:
         super().__init__()
         self.dim = dim
+        self.mlp_ratio = mlp_ratio
         self.norm_cfg = norm_cfg
+        self.act_cfg = act_cfg
+        self.layer_scale_init_value = layer_scale_init_value
         self.deploy = False
         self.with_cp = with_cp
         self.stochastic = drop > 0 or drop_path > 0
@@ -214,7 +234,8 @@ class RIFormerBlock(BaseModule):
             self.layer_scale_2
         self.norm_reparam = build_norm_layer(self.norm_cfg, self.dim)[1].to(
             ref.device, ref.dtype)
-        self.norm2 = build_affine_free_norm(self.norm_cfg, self.dim)
+        self.norm2 = build_affine_free_norm(self.norm_cfg, self.dim).to(
+            ref.device, ref.dtype)
         self.norm_reparam.train(self.training)
         self.norm2.train(self.training)
         self.packed_fc1, self.packed_fc2 = PackedWeight(), PackedWeight()
@@ -241,6 +262,22 @@ class RIFormerBlock(BaseModule):
         self._to_deploy_layers()
         self.load_state_dict(state)
 
+    def init_as_folded_train_form(self, init_cfg) -> None:
+        """Take the folded weights of a train-form block initialised by
+        ``init_cfg``, so that a deploy block built from scratch starts with
+        the train form's function (both branches scaled by the layer-scale
+        init value), not with layer scales of 1.
+
+        Args:
+            init_cfg (dict | list[dict] | None): The backbone's init config.
+        """
+        twin = RIFormerBlock(
+            self.dim, self.mlp_ratio, self.norm_cfg, self.act_cfg,
+            layer_scale_init_value=self.layer_scale_init_value)
+        if init_cfg:
+            initialize(twin, copy.deepcopy(init_cfg))
+        self.load_state_dict(twin.state_dict())  # a deploy block folds it
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -262,7 +299,11 @@ class RIFormerBlock(BaseModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, C, H, W)."""
-        if self.with_cp and x.requires_grad:
+        # Checkpoint whenever backward will need this block, also when its
+        # input comes from frozen layers and needs no gradient itself.
+        if self.with_cp and torch.is_grad_enabled() and (
+                x.requires_grad
+                or any(p.requires_grad for p in self.parameters())):
             return cp.checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)
 
@@ -339,8 +380,10 @@ class RIFormer(BaseModule):
         out_indices (int | Sequence[int]): Network positions whose outputs
             are returned, each through its own norm ``norm{i}``. Positions
             0, 2, 4 and 6 are the four stages (strides 4, 8, 16, 32), 1, 3
-            and 5 the downsampling layers; negative values count from the
-            end. Defaults to -1 (the last stage).
+            and 5 the downsampling layers (as in mmpretrain, there is none
+            between two stages of equal width, and later positions shift);
+            negative values count from the end. Defaults to -1 (the last
+            stage).
         frozen_stages (int): Freeze the stem and ``network[0..k]`` with
             their output norms; -1 freezes nothing. Defaults to -1.
         norm_eval (bool): Keep BatchNorm layers in eval mode while
@@ -392,14 +435,6 @@ class RIFormer(BaseModule):
         super().__init__(init_cfg=copy.deepcopy(init_cfg))
         self.arch = self.parse_arch(arch)
         self.in_channels = in_channels
-        self.out_indices = self.parse_out_indices(out_indices)
-        if not isinstance(frozen_stages, int) or \
-                not -1 <= frozen_stages < NUM_POSITIONS:
-            raise ValueError(
-                f'frozen_stages={frozen_stages!r} is out of range: use -1 '
-                f'(nothing frozen) up to {NUM_POSITIONS - 1} (the whole '
-                f'network).')
-        self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.deploy = deploy
 
@@ -409,7 +444,11 @@ class RIFormer(BaseModule):
         self.patch_embed = PatchEmbed(in_channels, dims[0], in_patch_size,
                                       in_stride, in_pad)
         dpr = torch.linspace(0, drop_path_rate, sum(layers)).tolist()
+        # network = [stage0, down0, stage1, down1, stage2, down2, stage3];
+        # as in mmpretrain, a downsampling layer only between stages of
+        # different widths, so positions shift when two widths are equal.
         self.network = nn.ModuleList()
+        self.position_channels = []
         for i, depth in enumerate(layers):
             start = sum(layers[:i])
             self.network.append(
@@ -426,10 +465,21 @@ class RIFormer(BaseModule):
                         deploy=deploy,
                         with_cp=with_cp) for j in range(depth)
                 ]))
-            if i < 3:
+            self.position_channels.append(dims[i])
+            if i < 3 and dims[i] != dims[i + 1]:
                 self.network.append(
                     PatchEmbed(dims[i], dims[i + 1], down_patch_size,
                                down_stride, down_pad))
+                self.position_channels.append(dims[i + 1])
+        num_positions = len(self.network)
+        self.out_indices = self.parse_out_indices(out_indices, num_positions)
+        if not isinstance(frozen_stages, int) or \
+                not -1 <= frozen_stages < num_positions:
+            raise ValueError(
+                f'frozen_stages={frozen_stages!r} is out of range: use -1 '
+                f'(nothing frozen) up to {num_positions - 1} (the whole '
+                f'network).')
+        self.frozen_stages = frozen_stages
         for i in self.out_indices:
             self.add_module(f'norm{i}',
                             build_norm_layer(norm_cfg, self.out_channel(i))[1])
@@ -464,19 +514,28 @@ class RIFormer(BaseModule):
         return arch
 
     @staticmethod
-    def parse_out_indices(out_indices: Union[int, Sequence[int]]) -> tuple:
-        """Validate ``out_indices``; return sorted non-negative positions."""
+    def parse_out_indices(out_indices: Union[int, Sequence[int]],
+                          num_positions: int = 7) -> tuple:
+        """Validate ``out_indices``; return sorted non-negative positions.
+
+        Args:
+            out_indices (int | Sequence[int]): Network positions, negative
+                ones counting from the end.
+            num_positions (int): Length of the network: 7 when all four
+                widths differ.
+        """
         indices = [out_indices] if isinstance(out_indices, int) else list(
             out_indices)
         result = []
         for idx in indices:
             if not isinstance(idx, int) or \
-                    not -NUM_POSITIONS <= idx < NUM_POSITIONS:
+                    not -num_positions <= idx < num_positions:
                 raise ValueError(
                     f'out_indices={out_indices!r}: {idx!r} is out of range; '
-                    f'network positions are 0..{NUM_POSITIONS - 1} (stages '
-                    f'at 0, 2, 4, 6) or -{NUM_POSITIONS}..-1.')
-            result.append(idx % NUM_POSITIONS)
+                    f'network positions are 0..{num_positions - 1} (stages '
+                    f'and the downsampling layers between them) or '
+                    f'-{num_positions}..-1.')
+            result.append(idx % num_positions)
         if not result or len(set(result)) != len(result):
             raise ValueError(f'out_indices={out_indices!r} must be non-empty '
                              f'with no position repeated.')
@@ -484,7 +543,7 @@ class RIFormer(BaseModule):
 
     def out_channel(self, index: int) -> int:
         """Channels of the output at network position ``index``."""
-        return self.embed_dims[(index + 1) // 2]
+        return self.position_channels[index]
 
     @property
     def out_channels(self) -> List[int]:
@@ -525,6 +584,7 @@ class RIFormer(BaseModule):
                 m.switch_to_deploy()
         self._to_deploy_convs()
         self.deploy = True
+        self._freeze_stages()
 
     def _to_deploy_convs(self) -> None:
         # Conv weights in channels-last order, as the deploy activations are;
@@ -568,6 +628,10 @@ class RIFormer(BaseModule):
             self._is_init = True
             return
         super().init_weights()
+        if self.deploy:
+            for m in self.modules():
+                if isinstance(m, RIFormerBlock):
+                    m.init_as_folded_train_form(self.init_cfg)
 
     def load_pretrained(self, checkpoint: str,
                         prefix: Optional[str] = None) -> None:
@@ -604,18 +668,24 @@ class RIFormer(BaseModule):
                 f'{arch["layers"]}, embed_dims={arch["embed_dims"]}): {e}. '
                 f'Set arch to the one the checkpoint was trained with.'
             ) from e
-        norms = {f'norm{i}' for i in self.out_indices}
-        bad = [k for k in result.missing_keys if k.split('.')[0] not in norms]
-        if bad or result.unexpected_keys:
+        # Output norms are per out_indices, not per arch: the checkpoint may
+        # lack some of ours (they keep their initial values) or hold others.
+        all_norms = {f'norm{i}' for i in range(len(self.network))}
+        missing = [k for k in result.missing_keys
+                   if k.split('.')[0] not in all_norms]
+        unexpected = [k for k in result.unexpected_keys
+                      if k.split('.')[0] not in all_norms]
+        if missing or unexpected:
             raise ValueError(
                 f'Checkpoint {checkpoint} does not fit RIFormer(layers='
                 f'{arch["layers"]}, embed_dims={arch["embed_dims"]}): missing '
-                f'keys {bad[:5]}, unexpected keys '
-                f'{result.unexpected_keys[:5]}. Set arch to the one the '
-                f'checkpoint was trained with.')
-        if result.missing_keys:
-            absent = sorted({k.split('.')[0] for k in result.missing_keys})
+                f'keys {missing[:5]}, unexpected keys {unexpected[:5]}. Set '
+                f'arch to the one the checkpoint was trained with.')
+        absent = sorted({k.split('.')[0] for k in result.missing_keys})
+        unused = sorted({k.split('.')[0] for k in result.unexpected_keys})
+        if absent or unused:
             print_log(
                 f'Loaded RIFormer weights from {checkpoint}; output norms '
-                f'{absent} are not in it and keep their initial values.',
-                logger='current')
+                f'{absent} are not in it and keep their initial values; its '
+                f'output norms {unused} are not used with out_indices='
+                f'{self.out_indices}.', logger='current')
