@@ -81,7 +81,8 @@ param_scheduler = [
 custom_hooks = [
     dict(type='NumClassCheckHook'),
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=1e-3,
-         gamma=200, update_buffers=True, priority=49)
+         gamma=200, update_buffers=True, priority=49),
+    dict(type='ReseedHook')
 ]
 default_hooks = dict(logger=dict(interval=10))
 auto_scale_lr = dict(base_batch_size=8)

@@ -27,7 +27,9 @@ custom_hooks = [
     # Fails early when num_classes disagrees with the dataset's classes.
     dict(type='NumClassCheckHook'),
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=1e-4,
-         gamma=2000, update_buffers=True, priority=49)
+         gamma=2000, update_buffers=True, priority=49),
+    # A resumed run draws the random numbers of the uninterrupted one.
+    dict(type='ReseedHook')
 ]
 
 # 4 GPUs x 4 images; `--auto-scale-lr` rescales lr for another total batch.
