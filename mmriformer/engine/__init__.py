@@ -1,4 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .hooks import ReseedHook
+from .optimizers import AutocastOptimWrapper
 
-__all__ = ['ReseedHook']
+__all__ = ['ReseedHook', 'AutocastOptimWrapper']

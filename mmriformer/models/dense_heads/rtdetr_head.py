@@ -11,6 +11,7 @@ from mmdet.utils import InstanceList, reduce_mean
 from torch import Tensor
 
 from ..losses import RTDETRVarifocalLoss
+from ..utils import at_least_float32
 
 
 @MODELS.register_module()
@@ -58,9 +59,14 @@ class RTDETRHead(DINOHead):
         """
         batch_gt_instances = [s.gt_instances for s in batch_data_samples]
         batch_img_metas = [s.metainfo for s in batch_data_samples]
-        return self.loss_by_feat(all_layers_cls_scores, all_layers_bbox_preds,
-                                 enc_outputs_class, enc_outputs_coord,
-                                 batch_gt_instances, batch_img_metas, dn_meta)
+        # Matching costs and losses in float32 at least (also under
+        # autocast, where the class logits come in float16/bfloat16).
+        return self.loss_by_feat(
+            at_least_float32(all_layers_cls_scores),
+            at_least_float32(all_layers_bbox_preds),
+            at_least_float32(enc_outputs_class),
+            at_least_float32(enc_outputs_coord), batch_gt_instances,
+            batch_img_metas, dn_meta)
 
     def predict(self,
                 all_layers_cls_scores: Tensor,

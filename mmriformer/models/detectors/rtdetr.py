@@ -23,7 +23,7 @@ from mmdet.utils import OptConfigType
 from torch import Tensor, nn
 
 from ..layers import RTDETRDecoder
-from ..utils import switch_to_deploy
+from ..utils import at_least_float32, switch_to_deploy
 
 SpatialShapes = List[Tuple[int, int]]
 
@@ -228,13 +228,16 @@ class RTDETR(DetectionTransformer):
                 f'The input gives {memory.shape[1]} encoder tokens (maps '
                 f'{spatial_shapes}), fewer than num_queries='
                 f'{self.num_queries}; use larger images or fewer queries.')
-        anchors, valid = generate_anchors(spatial_shapes, memory.device,
-                                          memory.dtype)
-        output_memory = self.memory_proj(memory * valid)
+        # Anchors and boxes in float32 at least, also under autocast: the
+        # box logits of the decoder's refinements all start from these.
+        anchors, valid = generate_anchors(
+            spatial_shapes, memory.device,
+            at_least_float32(memory[:0]).dtype)
+        output_memory = self.memory_proj(memory * valid.to(memory.dtype))
         enc_head = self.decoder.num_layers
         enc_logits = self.bbox_head.cls_branches[enc_head](output_memory)
-        enc_boxes_unact = self.bbox_head.reg_branches[enc_head](
-            output_memory) + anchors
+        enc_boxes_unact = at_least_float32(
+            self.bbox_head.reg_branches[enc_head](output_memory)) + anchors
         topk = torch.topk(enc_logits.max(-1)[0], self.num_queries, dim=1)[1]
         topk_logits = enc_logits.gather(
             1, topk[..., None].expand(-1, -1, enc_logits.shape[-1]))

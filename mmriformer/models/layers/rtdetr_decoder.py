@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
+from ..utils.precision import at_least_float32
 from .mlp import MLP
 from .ms_deform_attn import MSDeformableAttention, SpatialShapes
 
@@ -243,7 +244,7 @@ class RTDETRDecoder(nn.Module):
         for i in range(num_run):
             query = self.layers[i](query, self.query_pos_head(ref), ref, value,
                                    spatial_shapes, attn_mask, value_mask)
-            delta = bbox_heads[i](query)
+            delta = at_least_float32(bbox_heads[i](query))
             # "Look forward twice" (DINO): the box reported for layer i
             # refines the undetached box of layer i - 1, so layer i's loss
             # also trains layer i - 1's box head. Its value equals the next
