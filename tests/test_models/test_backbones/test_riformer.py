@@ -6,7 +6,9 @@ import torch
 from mmdet.registry import MODELS
 from torch import nn
 
-from mmriformer.testing import logged_messages, max_rel_diff, randomize_
+from mmriformer.testing import (assert_float32_error_within,
+                                assert_float64_close, logged_messages,
+                                max_rel_diff, randomize_)
 from mmriformer.models import switch_to_deploy
 from mmriformer.models.backbones import RIFormer, RIFormerBlock
 
@@ -25,14 +27,15 @@ def test_matches_mmpretrain(arch):
     theirs = randomize_(mmpretrain_riformer(arch=arch, out_indices=STAGES))
     ours = RIFormer(arch=arch, out_indices=STAGES)
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    theirs.eval(), ours.eval()
-    for shape in [(1, 3, 224, 224), (2, 3, 320, 256)]:
-        x = torch.randn(shape)
+    theirs.double().eval(), ours.double().eval()
+    for shape in [(1, 3, 128, 128), (2, 3, 160, 96)]:
+        x = torch.randn(shape, dtype=torch.float64)
         with torch.no_grad():
             expected, got = theirs(x), ours(x)
         assert len(got) == 4
-        for a, b in zip(expected, got):
-            torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+        # float64: rounding through <= 48 blocks stays near 1e-13; a wrong
+        # term differs by >= 1e-3 (see assert_float64_close).
+        assert_float64_close(expected, got)
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -42,14 +45,17 @@ def test_matches_mmpretrain(arch):
 ])
 def test_switch_to_deploy_is_exact(arch, norm_cfg):
     model = randomize_(
-        RIFormer(arch=arch, norm_cfg=norm_cfg, out_indices=STAGES)).eval()
-    x = torch.randn(2, 3, 160, 128)
+        RIFormer(arch=arch, norm_cfg=norm_cfg, out_indices=STAGES))
+    model.double().eval()
+    x = torch.randn(2, 3, 128, 96, dtype=torch.float64)
     with torch.no_grad():
         expected = model(x)
         model.switch_to_deploy()
         got = model(x)
     assert model.deploy
-    assert max_rel_diff(expected, got) <= 1e-5
+    # Folded in and run in float64: only rounding (~1e-13) separates the
+    # forms, a wrong fold >= 1e-3 (see assert_float64_close).
+    assert_float64_close(expected, got)
     for block in model.modules():
         if isinstance(block, RIFormerBlock):
             assert block.deploy and block.fused is not None
@@ -66,20 +72,22 @@ def test_switch_to_deploy_is_exact(arch, norm_cfg):
 def test_switch_to_deploy_other_norms(norm_cfg):
     """Norms without a fused path fold exactly through the generic one."""
     model = randomize_(
-        RIFormer(arch='s12', norm_cfg=norm_cfg, out_indices=STAGES)).eval()
-    x = torch.randn(1, 3, 96, 96)
+        RIFormer(arch='s12', norm_cfg=norm_cfg, out_indices=STAGES))
+    model.double().eval()
+    x = torch.randn(1, 3, 96, 96, dtype=torch.float64)
     with torch.no_grad():
         expected = model(x)
         switch_to_deploy(model)
         got = model(x)
-    assert max_rel_diff(expected, got) <= 1e-5
+    # float64 fold and run: rounding ~1e-13, a wrong fold >= 1e-3.
+    assert_float64_close(expected, got)
 
 
 def test_deploy_loads_every_checkpoint_form():
     """deploy=True accepts train weights, mmpretrain deploy and our deploy."""
     theirs = randomize_(mmpretrain_riformer(arch='s12', out_indices=STAGES))
-    theirs.eval()
-    x = torch.randn(1, 3, 128, 96)
+    theirs.double().eval()
+    x = torch.randn(1, 3, 128, 96, dtype=torch.float64)
     with torch.no_grad():
         expected = theirs(x)
     train_state = copy.deepcopy(theirs.state_dict())
@@ -87,17 +95,21 @@ def test_deploy_loads_every_checkpoint_form():
     mmpretrain_deploy_state = theirs.state_dict()
     assert any('norm_reparam' in k for k in mmpretrain_deploy_state)
 
+    # Everything in float64 (the folds on load too): the forms differ by
+    # rounding (~1e-13) only, a wrong fold by >= 1e-3.
     ours_deploy_state = None
     for state in (train_state, mmpretrain_deploy_state):
-        model = RIFormer(arch='s12', out_indices=STAGES, deploy=True).eval()
+        model = RIFormer(arch='s12', out_indices=STAGES, deploy=True)
+        model.double().eval()
         model.load_state_dict(state, strict=True)
         with torch.no_grad():
-            assert max_rel_diff(expected, model(x)) <= 1e-5
+            assert_float64_close(expected, model(x))
         ours_deploy_state = model.state_dict()
-    model = RIFormer(arch='s12', out_indices=STAGES, deploy=True).eval()
+    model = RIFormer(arch='s12', out_indices=STAGES, deploy=True)
+    model.double().eval()
     model.load_state_dict(ours_deploy_state, strict=True)
     with torch.no_grad():
-        assert max_rel_diff(expected, model(x)) <= 1e-5
+        assert_float64_close(expected, model(x))
 
 
 def test_train_model_rejects_deploy_checkpoint():
@@ -201,15 +213,17 @@ def test_with_cp_same_gradients():
     plain = randomize_(RIFormer(arch='s12', out_indices=(2, 4, 6)))
     ckpt = RIFormer(arch='s12', out_indices=(2, 4, 6), with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     grads = []
     for model in (plain, ckpt):
-        model.train()
+        model.double().train()
         sum(o.square().sum() for o in model(x)).backward()
         grads.append({n: p.grad for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    # float64 backward: rounding ~1e-13 of each gradient's scale; a block
+    # missed by the recomputation or its gradient lost is off by >= 1e-3.
     for name, grad in grads[0].items():
-        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5,
-                                   atol=1e-6)
+        assert_float64_close(grad, grads[1][name])
 
 
 def test_deploy_form_trains():
@@ -221,7 +235,7 @@ def test_deploy_form_trains():
 
 def test_pretrained_with_prefix(tmp_path):
     """An mmpretrain classifier checkpoint loads; only out norms miss."""
-    theirs = randomize_(mmpretrain_riformer(arch='s12')).eval()
+    theirs = randomize_(mmpretrain_riformer(arch='s12')).double().eval()
     state = {f'backbone.{k}': v for k, v in theirs.state_dict().items()}
     state['head.fc.weight'] = torch.zeros(1000, 512)
     path = tmp_path / 'riformer-s12.pth'
@@ -231,28 +245,30 @@ def test_pretrained_with_prefix(tmp_path):
         model = RIFormer(
             arch='s12', out_indices=(2, 4, 6),
             init_cfg=dict(type='Pretrained', checkpoint=str(path),
-                          prefix='backbone.'))
+                          prefix='backbone.')).double()
         model.init_weights()
     assert any("['norm2', 'norm4']" in m for m in messages), messages
     model.eval()
-    x = torch.randn(1, 3, 96, 96)
+    x = torch.randn(1, 3, 96, 96, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(model(x)[-1], theirs(x)[0], rtol=0,
-                                   atol=1e-5)
-    assert torch.equal(model.norm2.weight, torch.ones(128))
+        # float64: rounding ~1e-13, a weight loaded wrong >= 1e-3.
+        assert_float64_close(theirs(x)[0], model(x)[-1])
+    assert torch.equal(model.norm2.weight,
+                       torch.ones(128, dtype=torch.float64))
 
 
 def test_pretrained_into_deploy_backbone(tmp_path):
-    theirs = randomize_(mmpretrain_riformer(arch='s12')).eval()
+    theirs = randomize_(mmpretrain_riformer(arch='s12')).double().eval()
     path = tmp_path / 'ckpt.pth'
     torch.save({'state_dict': theirs.state_dict()}, path)
     model = RIFormer(arch='s12', deploy=True,
                      init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    model.init_weights()
+    model.double().init_weights()  # folds the float64 weights on load
     model.eval()
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
-        assert max_rel_diff(theirs(x), model(x)) <= 1e-5
+        # float64: rounding ~1e-13, a wrong fold >= 1e-3.
+        assert_float64_close(theirs(x), model(x))
 
 
 @pytest.mark.parametrize('kwargs, match', [
@@ -306,6 +322,15 @@ def test_pretrained_bad_prefix_and_missing_file(tmp_path):
 def test_onednn_path_matches_plain_path_and_follows_weights():
     """Inference (no grad, oneDNN, packed weights) equals the autograd path,
     and the packed weights follow load_state_dict."""
+
+    def float64_outputs(model, x):
+        with torch.no_grad():
+            return copy.deepcopy(model).double()(x.double())
+
+    # oneDNN runs in float32 only. Its error and the plain ops' error, both
+    # against a float64 run of the same deploy model, must be alike (see
+    # assert_float32_error_within); a stale or wrongly fused weight is off
+    # by >= 1e-2, far above 8 * ~1e-6.
     model = randomize_(RIFormer(arch='s12', out_indices=STAGES), seed=1)
     model.switch_to_deploy()
     model.eval()
@@ -313,17 +338,18 @@ def test_onednn_path_matches_plain_path_and_follows_weights():
     with torch.no_grad():
         fast = model(x)
     plain = model(x)  # grad enabled: plain ops
-    assert max_rel_diff(plain, fast) <= 1e-5
+    assert_float32_error_within(float64_outputs(model, x), fast, plain)
 
     other = randomize_(RIFormer(arch='s12', out_indices=STAGES), seed=2)
     other.switch_to_deploy()
+    other.eval()
+    reference, other_plain = float64_outputs(other, x), other(x)
     model.load_state_dict(other.state_dict())
     with torch.no_grad():
         refreshed = model(x)
-        expected = other.eval()(x)
-    assert max_rel_diff(expected, refreshed) <= 1e-5
+    assert_float32_error_within(reference, refreshed, other_plain)
     assert max_rel_diff(fast, refreshed) > 1e-2
 
     clone = copy.deepcopy(model)  # packed weights are not copied
     with torch.no_grad():
-        assert max_rel_diff(expected, clone(x)) <= 1e-5
+        assert_float32_error_within(reference, clone(x), other_plain)

@@ -7,6 +7,7 @@ from mmdet.registry import MODELS
 
 from mmriformer.models.layers import (MSDeformableAttention,
                                       multi_scale_deformable_attn)
+from mmriformer.testing import assert_float64_close
 
 # Non-square levels, different in both directions.
 SHAPES = [(5, 7), (3, 2), (1, 4)]
@@ -66,27 +67,33 @@ def random_inputs(num_batch=2,
 
 
 def test_function_matches_slow_reference():
-    value, locations, weights = random_inputs()
+    value, locations, weights = random_inputs(dtype=torch.float64)
     assert ((locations < 0) | (locations > 1)).any()
     got = multi_scale_deformable_attn(value, SHAPES, locations, weights)
     expected = slow_deformable_attn(value, SHAPES, locations, weights)
     assert got.shape == (2, 5, 2 * 3)
-    torch.testing.assert_close(got.double(), expected, rtol=0, atol=1e-5)
+    # Both in float64: grid_sample's and our bilinear weights differ by
+    # ~1e-15; a half-pixel shift or a swapped x/y changes samples by O(1).
+    assert_float64_close(expected, got)
 
 
 def test_function_reads_pixel_centres_exactly():
     # At a pixel centre bilinear sampling returns that pixel alone.
     height, width = 3, 4
     value = torch.arange(
-        height * width, dtype=torch.float32).view(1, height * width, 1, 1)
+        height * width, dtype=torch.float64).view(1, height * width, 1, 1)
     rows, cols = torch.meshgrid(
-        torch.arange(height), torch.arange(width), indexing='ij')
+        torch.arange(height, dtype=torch.float64),
+        torch.arange(width, dtype=torch.float64),
+        indexing='ij')
     centres = torch.stack([(cols + .5) / width, (rows + .5) / height], -1)
     locations = centres.view(1, -1, 1, 1, 1, 2)
-    weights = torch.ones(1, height * width, 1, 1, 1)
+    weights = torch.ones(1, height * width, 1, 1, 1, dtype=torch.float64)
     got = multi_scale_deformable_attn(value, [(height, width)], locations,
                                       weights)
-    torch.testing.assert_close(got.flatten(), value.flatten())
+    # float64: the centre maps back to the pixel up to ~1e-15; a
+    # neighbour's value is >= 1 away.
+    assert_float64_close(value.flatten(), got.flatten())
 
 
 def test_function_rejects_tensor_shapes_and_mismatch():
@@ -126,14 +133,16 @@ def build_module(**kwargs):
             **kwargs))
 
 
-def module_inputs(num_batch=2, num_query=6, embed_dims=16, seed=1):
+def module_inputs(num_batch=2, num_query=6, embed_dims=16, seed=1,
+                  dtype=torch.float32):
     gen = torch.Generator().manual_seed(seed)
     query = torch.randn(num_batch, num_query, embed_dims, generator=gen)
     centres = torch.rand(num_batch, num_query, 2, generator=gen) * .6 + .2
     sizes = torch.rand(num_batch, num_query, 2, generator=gen) * .3 + .1
     value = torch.randn(
         num_batch, sum(h * w for h, w in SHAPES), embed_dims, generator=gen)
-    return query, torch.cat([centres, sizes], -1), value
+    return [t.to(dtype) for t in (query, torch.cat([centres, sizes], -1),
+                                  value)]
 
 
 def test_module_init():
@@ -153,8 +162,8 @@ def test_module_init():
 
 def test_module_sampling_locations():
     """Locations are ref_xy + offset / num_points * ref_wh / 2."""
-    attn = build_module()
-    query, boxes, value = module_inputs()
+    attn = build_module().double()
+    query, boxes, value = module_inputs(dtype=torch.float64)
     with torch.no_grad():
         for p in attn.parameters():
             p.normal_(std=.3)
@@ -172,9 +181,11 @@ def test_module_sampling_locations():
             offsets * boxes[:, :, None, None, None, 2:] / (2 * 3))
         values = attn.value_proj(value).view(num_batch, -1, 4, 4)
         expected = attn.output_proj(
-            slow_deformable_attn(values, SHAPES, locations, weights).float())
+            slow_deformable_attn(values, SHAPES, locations, weights))
     assert got.shape == (num_batch, num_query, 16)
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    # float64 throughout: rounding ~1e-15; a wrong offset scale or softmax
+    # axis moves the samples and changes the output by O(1e-1).
+    assert_float64_close(expected, got)
 
 
 def test_module_gradients():
