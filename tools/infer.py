@@ -13,6 +13,10 @@ score threshold into ``OUT_DIR/predictions.json``::
 Boxes are in pixels of the original image. Class names come from the
 checkpoint's ``meta.dataset_meta`` (as the Runner saves it).
 
+Other files in ``OUT_DIR`` are left alone. Files this run would write over
+are replaced only if an earlier run wrote them (``predictions.json`` and the
+drawings of the images it lists); an input image is never written over.
+
 Example::
 
     python tools/infer.py configs/rtdetr_riformer_s24.py epoch_72.pth \\
@@ -22,9 +26,11 @@ import argparse
 import json
 import os
 import os.path as osp
+import pickle
 import sys
 from typing import List, Optional
 
+import mmcv
 from mmdet.apis import DetInferencer
 from mmdet.apis.det_inferencer import IMG_EXTENSIONS
 from mmengine.config import Config, DictAction
@@ -32,6 +38,7 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 from mmriformer.models import switch_to_deploy
+from mmriformer.models.detectors.rtdetr import unknown_keys_of_leaves
 
 
 def find_images(path: str) -> List[str]:
@@ -64,6 +71,22 @@ def find_images(path: str) -> List[str]:
     return [path]
 
 
+def check_images_decode(images: List[str]) -> None:
+    """Raise if an image cannot be decoded, before anything is written.
+
+    Args:
+        images (list[str]): Image paths.
+
+    Raises:
+        ValueError: An image is damaged or not an image.
+    """
+    for image in images:
+        if mmcv.imread(image) is None:
+            raise ValueError(
+                f'Image {image} cannot be decoded: it is damaged or not an '
+                f'image; replace it or move it out of the input.')
+
+
 def check_weights_fit(model: nn.Module, checkpoint: dict) -> None:
     """Raise if the checkpoint's weights do not fit ``model`` exactly.
 
@@ -91,11 +114,19 @@ def check_weights_fit(model: nn.Module, checkpoint: dict) -> None:
     if not problems:
         return
     hint = ''
+    if unknown_keys_of_leaves(model, list(state), deploy=False):
+        hint += (' The checkpoint is in deploy form: give the deploy config '
+                 '(e.g. configs/demo/rtdetr_riformer_s12_shapes_deploy.py) '
+                 'or add --cfg-options model.backbone.deploy=True '
+                 'model.neck.deploy=True.')
+    elif unknown_keys_of_leaves(model, list(state), deploy=True):
+        hint += (' The checkpoint is in train form: give the train-form '
+                 'config, and --deploy to fold the model after loading.')
     head = expected.get('bbox_head.cls_branches.0.weight')
     ckpt_head = state.get('bbox_head.cls_branches.0.weight')
     if head is not None and ckpt_head is not None and \
             ckpt_head.shape[0] != head.shape[0]:
-        hint = (f' The checkpoint predicts {ckpt_head.shape[0]} classes: '
+        hint += (f' The checkpoint predicts {ckpt_head.shape[0]} classes: '
                 f'add --cfg-options model.bbox_head.num_classes='
                 f'{ckpt_head.shape[0]}.')
     raise ValueError(
@@ -114,6 +145,66 @@ class StrictDetInferencer(DetInferencer):
         if checkpoint is not None:
             check_weights_fit(model, checkpoint)
         super()._load_weights_to_model(model, checkpoint, cfg)
+
+
+def check_outputs(images: List[str], out_dir: str) -> None:
+    """Raise if writing the results into ``out_dir`` would replace an input
+    image or a file that no earlier run of this tool wrote.
+
+    The run writes ``out_dir/predictions.json`` and ``out_dir/vis/<image
+    name>`` for each image. Of these, existing files are replaced only if an
+    earlier run wrote them: its ``predictions.json`` (a list of
+    ``{"image", "detections"}``) and the drawings of the images it lists.
+
+    Args:
+        images (list[str]): The input images.
+        out_dir (str): The output folder.
+
+    Raises:
+        ValueError: A file would be replaced that must not be.
+    """
+    if osp.exists(out_dir) and not osp.isdir(out_dir):
+        raise ValueError(f'--out-dir {out_dir} is a file, not a folder; give '
+                         f'a new or empty folder.')
+    predictions = osp.join(out_dir, 'predictions.json')
+    drawings = {image: osp.join(out_dir, 'vis', osp.basename(image))
+                for image in images}
+    inputs = [osp.realpath(image) for image in images]
+    for path in [predictions] + list(drawings.values()):
+        if osp.exists(path) and osp.realpath(path) in inputs:
+            raise ValueError(
+                f'The output {path} would write over the input image of the '
+                f'same path; give an --out-dir outside the input folder.')
+    earlier = set()
+    if osp.isfile(predictions):
+        try:
+            with open(predictions) as f:
+                content = json.load(f)
+        except (ValueError, UnicodeDecodeError):
+            content = None
+        # What infer() writes: a non-empty list of {"image", "detections"}.
+        if not (isinstance(content, list) and content and all(
+                isinstance(p, dict) and isinstance(p.get('image'), str)
+                and 'detections' in p for p in content)):
+            raise ValueError(
+                f'{predictions} exists and was not written by this tool; it '
+                f'is not overwritten: give another --out-dir or remove it.')
+        earlier = {predictions} | {
+            osp.join(out_dir, 'vis', osp.basename(p['image']))
+            for p in content}
+    others = [path for path in drawings.values()
+              if osp.exists(path) and path not in earlier]
+    if others:
+        raise ValueError(
+            f'{len(others)} files in {osp.join(out_dir, "vis")} have the '
+            f'names of drawings this run would write (e.g. {others[0]}) but '
+            f'no earlier run of this tool wrote them; they are not '
+            f'overwritten: give another --out-dir or remove them.')
+    replaced = [path for path in [predictions] + list(drawings.values())
+                if path in earlier and osp.exists(path)]
+    if replaced:
+        print(f'Replacing {len(replaced)} files of an earlier run in '
+              f'{out_dir} (predictions.json and drawings)')
 
 
 def to_detections(instances: InstanceData, classes: tuple,
@@ -159,9 +250,13 @@ def infer(config: str,
     Returns:
         list[dict]: What ``predictions.json`` holds.
     """
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'Config {config} does not exist')
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'Checkpoint {checkpoint} does not exist')
     images = find_images(inputs)
+    check_images_decode(images)
+    check_outputs(images, out_dir)
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -214,7 +309,7 @@ def main() -> None:
         predictions = infer(args.config, args.checkpoint, args.input,
                             args.out_dir, args.score_thr, args.device,
                             args.deploy, args.cfg_options)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, pickle.UnpicklingError) as error:
         sys.exit(f'error: {error}')
     count = sum(len(p['detections']) for p in predictions)
     print(f'{count} detections above {args.score_thr} in '

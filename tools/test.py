@@ -1,11 +1,15 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """mmdet's tools/test.py (same arguments), also distributed on CPU-only hosts.
 
-See :mod:`mmriformer.utils.launch`.
+See :mod:`mmriformer.utils.launch`. A missing config or checkpoint, or a
+work_dir holding the config itself, stops first (see ``cli_checks.py``).
 """
 import sys
+
+from cli_checks import exit_on_problems
 
 from mmriformer.utils.launch import run_mmdet_tool
 
 if __name__ == '__main__':
+    exit_on_problems(sys.argv[1:], checkpoint=True)
     run_mmdet_tool('test.py', sys.argv[1:])

@@ -15,11 +15,19 @@ Trusted legacy files that hold other types can be listed in the environment
 variable ``MMRIFORMER_TRUSTED_CHECKPOINTS`` (paths or URLs, separated by
 ``os.pathsep``); those are loaded with full unpickling, which runs whatever
 code the file holds.
+
+A local file that cannot be a checkpoint (a folder, an empty or truncated
+file, an image, a text, ...) is refused with :class:`CheckpointFileError`,
+which names the file and what it is, before torch reads it
+(:func:`check_checkpoint_file`); torch's errors for a file that ends early
+are raised as that error too.
 """
+import codecs
 import os
 import os.path as osp
 import pickle
 import re
+import zipfile
 from types import FunctionType
 from typing import Callable, List, Tuple, Union
 
@@ -35,6 +43,117 @@ TRUSTED_VARIABLE = 'MMRIFORMER_TRUSTED_CHECKPOINTS'
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds a type that is not on the allow-list."""
+
+
+class CheckpointFileError(ValueError):
+    """A file given as a checkpoint is not one, or is damaged."""
+
+
+# How torch.save starts a file in its legacy (pre-1.6, non-zip) format.
+LEGACY_MAGIC = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
+ZIP_MAGIC = b'PK\x03\x04'
+# Leading bytes of files that are given as checkpoints by mistake.
+OTHER_FORMATS = (
+    (b'\xff\xd8\xff', 'a JPEG image'),
+    (b'\x89PNG\r\n\x1a\n', 'a PNG image'),
+    (b'GIF8', 'a GIF image'),
+    (b'II*\x00', 'a TIFF image'),
+    (b'MM\x00*', 'a TIFF image'),
+    (b'RIFF', 'a RIFF file (e.g. a WebP image)'),
+    (b'\x1f\x8b', 'a gzip archive'),
+    (b'%PDF', 'a PDF document'),
+    (b'\x89HDF', 'an HDF5 file (e.g. Keras weights)'),
+    (b'\x80', 'a Python pickle that torch.save did not write'),
+)
+# Words of torch's errors for a file that ends early or is damaged.
+DAMAGE_WORDS = ('EOF', 'corrupt', 'PytorchStreamReader failed')
+
+
+def describe_file_start(head: bytes) -> str:
+    """What kind of file starts with ``head``, in words.
+
+    Args:
+        head (bytes): The first bytes of the file (64 are plenty).
+
+    Returns:
+        str: E.g. ``'a JPEG image'`` or ``'a text file starting with ...'``.
+    """
+    for magic, kind in OTHER_FORMATS:
+        if head.startswith(magic):
+            return kind
+    if len(head) > 8 and head[8:9] == b'{':
+        return ('a safetensors file (load it with safetensors.torch.'
+                'load_file and save the tensors with torch.save)')
+    try:
+        # Incremental: a character cut at the end of head is not an error.
+        text = codecs.getincrementaldecoder('utf-8')().decode(head)
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.strip() and all(
+            c.isprintable() or c in '\t\r\n' for c in text):
+        first = text.strip().splitlines()[0][:40]
+        return f'a text file starting with {first!r}'
+    return f'an unknown format (it starts with bytes {head[:8]!r})'
+
+
+def check_checkpoint_file(filename: str) -> None:
+    """Raise a clear error if ``filename`` cannot be a torch checkpoint.
+
+    Reads only the start of the file and, for the zip format of
+    ``torch.save``, its directory; a file that passes is loaded as before.
+
+    Args:
+        filename (str): Path of an existing file or folder.
+
+    Raises:
+        CheckpointFileError: ``filename`` is a folder, is empty, is cut
+            short, or is another kind of file (an image, a text, ...).
+    """
+    again = 'save, copy or download it again'
+    if osp.isdir(filename):
+        raise CheckpointFileError(
+            f'Checkpoint {filename} is a folder, not a file; give the .pth '
+            f'file in it (a work_dir names its latest one in the file '
+            f'last_checkpoint).')
+    size = osp.getsize(filename)
+    with open(filename, 'rb') as f:
+        head = f.read(64)
+    if not head:
+        raise CheckpointFileError(
+            f'Checkpoint {filename} is empty (0 bytes): its save, copy or '
+            f'download did not finish; {again}.')
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(filename) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            raise CheckpointFileError(
+                f'Checkpoint {filename} is truncated or damaged ({size} '
+                f'bytes, its zip directory is missing or broken): its save, '
+                f'copy or download did not finish; {again}.') from None
+        if not any(name.endswith('data.pkl') for name in names):
+            raise CheckpointFileError(
+                f'{filename} is a zip archive but not a PyTorch checkpoint '
+                f'(it has no data.pkl); give the .pth file that torch.save '
+                f'or the Runner wrote.')
+        return
+    if head.startswith(LEGACY_MAGIC):
+        return
+    if LEGACY_MAGIC.startswith(head):
+        raise CheckpointFileError(
+            f'Checkpoint {filename} is truncated ({size} bytes): its save, '
+            f'copy or download did not finish; {again}.')
+    raise CheckpointFileError(
+        f'{filename} is not a PyTorch checkpoint: it is '
+        f'{describe_file_start(head)}; give the .pth file that torch.save '
+        f'or the Runner wrote.')
+
+
+def is_damage_error(error: BaseException) -> bool:
+    """Whether torch raised ``error`` for a file that ends early or is
+    damaged (rather than, e.g., for a device that ``map_location`` lacks)."""
+    return isinstance(error, EOFError) or any(
+        word in str(error) for word in DAMAGE_WORDS)
 
 
 def history_buffer_method(owner: type, name: str) -> Callable:
@@ -133,14 +252,27 @@ def safe_load(load: Callable, filename: str):
 def load_from_local(filename: str, map_location=None):
     """Load a local checkpoint file under the allow-list."""
     filename = osp.expanduser(filename)
+    if osp.isdir(filename):
+        check_checkpoint_file(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(
             f'Checkpoint {filename} can not be found; check the path given '
             f'to load_from, --resume, init_cfg.checkpoint or the tool.')
-    return safe_load(
-        lambda weights_only: torch.load(
-            filename, map_location=map_location, weights_only=weights_only),
-        filename)
+    check_checkpoint_file(filename)
+    try:
+        return safe_load(
+            lambda weights_only: torch.load(
+                filename, map_location=map_location,
+                weights_only=weights_only), filename)
+    except (EOFError, RuntimeError) as error:
+        if not is_damage_error(error):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error) else \
+            type(error).__name__
+        raise CheckpointFileError(
+            f'Checkpoint {filename} is truncated or damaged ({reason}): its '
+            f'save, copy or download did not finish; save, copy or download '
+            f'it again.') from error
 
 
 @CheckpointLoader.register_scheme(

@@ -91,14 +91,22 @@ def test_classes_missing_from_annotation_file(tmp_path):
         build(tmp_path)
 
 
-@pytest.mark.parametrize('damage', ['missing', 'corrupt'])
+@pytest.mark.parametrize('damage', ['missing', 'deleted', 'corrupt'])
 def test_missing_or_corrupt_image_names_the_file(tmp_path, damage):
     write_coco(tmp_path, [(10, 10, 30, 30, 1)])
     image = tmp_path / 'img/0.jpg'
-    if damage == 'missing':
+    if damage == 'missing':  # checked when the dataset is built
         image.unlink()
+        with pytest.raises(FileNotFoundError,
+                           match=r'1 of the 1 images .*0\.jpg'):
+            build(tmp_path, [dict(type='LoadImageFromFile')])
+        return
+    dataset = build(tmp_path, [dict(type='LoadImageFromFile')])
+    if damage == 'deleted':  # gone after the dataset was built
+        image.unlink()
+        error, match = FileNotFoundError, r'0\.jpg \(image id 1 .*\) does not'
     else:
         image.write_bytes(b'not a jpeg')
-    dataset = build(tmp_path, [dict(type='LoadImageFromFile')])
-    with pytest.raises((FileNotFoundError, AssertionError), match='0.jpg'):
+        error, match = ValueError, r'0\.jpg .* cannot be decoded'
+    with pytest.raises(error, match=match):
         dataset[0]

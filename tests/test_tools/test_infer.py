@@ -11,6 +11,9 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from mmriformer.testing import assert_float32_error_within, randomize_
 
 ROOT = Path(__file__).parents[2]
 TOOL = ROOT / 'tools/infer.py'
@@ -48,7 +51,13 @@ def data(tmp_path_factory):
     cfg.merge_from_dict({k: v for k, v in CFG_OPTIONS.items()
                          if k.startswith('model.')})
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    # Module-scoped: set up before the autouse fixture that sets the scope.
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    # Layer scales of 0.3 rather than 1e-5, so a folding error would show
+    # in the scores of the deploy form.
+    randomize_(model.backbone)
+    randomize_(model.neck, seed=1)
     checkpoint = root / 'model.pth'
     torch.save({'state_dict': model.state_dict(),
                 'meta': {'dataset_meta': {'classes': CLASSES}}}, checkpoint)
@@ -67,7 +76,7 @@ def run_tool(*args):
                           capture_output=True, text=True)
 
 
-def test_infer_folder(tool, data, tmp_path):
+def test_infer_folder(tool, data, tmp_path, monkeypatch):
     checkpoint, images = data
     out = tmp_path / 'out'
     proc = run_tool(CONFIG, checkpoint, images, '--out-dir', out,
@@ -91,11 +100,37 @@ def test_infer_folder(tool, data, tmp_path):
     deployed = tool.infer(CONFIG, str(checkpoint), str(images),
                           str(tmp_path / 'deploy'), score_thr=0,
                           deploy=True, cfg_options=CFG_OPTIONS)
-    for before, after in zip(predictions, deployed):
-        torch.testing.assert_close(
-            sorted(d['score'] for d in after['detections']),
-            sorted(d['score'] for d in before['detections']),
-            atol=1e-4, rtol=1e-4)
+
+    class Float64Inferencer(tool.StrictDetInferencer):
+
+        def _load_weights_to_model(self, model, checkpoint, cfg):
+            super()._load_weights_to_model(model, checkpoint, cfg)
+            model.double()
+            # Integer buffers in this config; as float64 they make the
+            # preprocessor scale the pixels in float64 too.
+            preprocessor = model.data_preprocessor
+            preprocessor.mean = preprocessor.mean.double()
+            preprocessor.std = preprocessor.std.double()
+
+    # Both forms run in float32 only here, so each is compared with a
+    # float64 run of the train form through the same tool: the deploy
+    # form's error must be like the train form's (see
+    # assert_float32_error_within); a wrong fold errs by >= 1e-3.
+    monkeypatch.setattr(tool, 'StrictDetInferencer', Float64Inferencer)
+    reference = tool.infer(CONFIG, str(checkpoint), str(images),
+                           str(tmp_path / 'float64'), score_thr=0,
+                           cfg_options=CFG_OPTIONS)
+
+    def scores(prediction, dtype):
+        return torch.tensor(
+            sorted(d['score'] for d in prediction['detections']),
+            dtype=dtype)
+
+    for expected, before, after in zip(reference, predictions, deployed,
+                                       strict=True):
+        assert_float32_error_within(scores(expected, torch.float64),
+                                    scores(after, torch.float32),
+                                    scores(before, torch.float32))
 
 
 def test_missing_checkpoint(data, tmp_path):

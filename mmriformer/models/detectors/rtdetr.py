@@ -20,12 +20,61 @@ from mmdet.models.layers import CdnQueryGenerator
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import OptConfigType
+from mmengine.logging import print_log
 from torch import Tensor, nn
+from torch.nn.modules.module import _IncompatibleKeys
 
 from ..layers import RTDETRDecoder
 from ..utils import at_least_float32, switch_to_deploy
 
 SpatialShapes = List[Tuple[int, int]]
+WARNING = 30  # logging.WARNING, for print_log
+
+
+def reparam_leaves(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """The innermost modules that fold (have ``switch_to_deploy``): RIFormer
+    blocks and re-parameterisable convolutions, with their names."""
+    def folds(module):
+        return callable(getattr(module, 'switch_to_deploy', None))
+
+    return [(name, module) for name, module in model.named_modules()
+            if folds(module) and not any(
+                folds(child) for child in module.modules()
+                if child is not module)]
+
+
+def unknown_keys_of_leaves(model: nn.Module, keys: List[str],
+                           deploy: bool) -> List[str]:
+    """``keys`` (relative to ``model``) that fall inside a re-parameterisable
+    module in the given form under a name that module does not have (e.g.
+    ``norm_reparam`` in a train-form RIFormer block): weights of the other
+    form.
+
+    Args:
+        model (nn.Module): The model.
+        keys (list[str]): State-dict keys, relative to ``model``.
+        deploy (bool): Look inside modules in deploy (True) or train form.
+
+    Returns:
+        list[str]: The keys found.
+    """
+    found = []
+    for name, leaf in reparam_leaves(model):
+        if bool(getattr(leaf, 'deploy', False)) != deploy:
+            continue
+        prefix = name + '.'
+        names = set(leaf._modules) | set(leaf._parameters) | set(
+            leaf._buffers)
+        found += [k for k in keys if k.startswith(prefix)
+                  and k[len(prefix):].split('.')[0] not in names]
+    return found
+
+
+def _loaded_weights_hook(module: nn.Module,
+                         incompatible: _IncompatibleKeys) -> None:
+    """Load-state-dict post-hook of :class:`RTDETR`: see
+    :meth:`RTDETR.note_unfit_weights`."""
+    module.note_unfit_weights(incompatible)
 
 
 def generate_anchors(spatial_shapes: SpatialShapes,
@@ -97,6 +146,13 @@ class RTDETR(DetectionTransformer):
         # Convolutions run channels-last (about 20% faster training on CPU,
         # the preferred layout of cuDNN too); extract_feat feeds them so.
         self.to(memory_format=torch.channels_last)
+        # What the last load_state_dict left unloaded (None: nothing); see
+        # note_unfit_weights.
+        self.unfit_weights = None
+        self._load_prefix = ''
+        self._load_shape_problems = []
+        self._load_class_counts = None
+        self.register_load_state_dict_post_hook(_loaded_weights_hook)
 
     def _init_layers(self) -> None:
         """Build the decoder, the memory projection and the denoiser."""
@@ -115,6 +171,18 @@ class RTDETR(DetectionTransformer):
                 f'The decoder works on {embed_dims} channels but the neck '
                 f'gives {list(neck_dims)}; set neck.hidden_dim to '
                 f'{embed_dims}.')
+        head_dims = getattr(self.bbox_head, 'embed_dims', embed_dims)
+        if head_dims != embed_dims:
+            raise ValueError(
+                f'bbox_head.embed_dims={head_dims} but the decoder works on '
+                f'{embed_dims} channels; set bbox_head.embed_dims to '
+                f'{embed_dims}.')
+        num_levels = self.decoder.layers[0].cross_attn.num_levels
+        if neck_in and num_levels != len(neck_dims):
+            raise ValueError(
+                f'decoder.layer_cfg.num_levels={num_levels} but the neck '
+                f'gives {len(neck_dims)} feature levels; set '
+                f'decoder.layer_cfg.num_levels to {len(neck_dims)}.')
         num_pred = self.bbox_head.num_pred_layer
         if num_pred != self.decoder.num_layers + 1:
             raise ValueError(
@@ -282,9 +350,116 @@ class RTDETR(DetectionTransformer):
             attn_mask=attn_mask)
         return dict(all_layers_cls_scores=logits, all_layers_bbox_preds=boxes)
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        """Refuse deploy-form weights in a train-form model; note weights of
+        other shapes for :meth:`note_unfit_weights`.
+
+        Raises:
+            ValueError: The checkpoint is in deploy form and this model (or
+                part of it) in train form, which cannot unfold it.
+        """
+        keys = [k[len(prefix):] for k in state_dict if k.startswith(prefix)]
+        deploy_keys = unknown_keys_of_leaves(self, keys, deploy=False)
+        if deploy_keys:
+            raise ValueError(
+                f'The checkpoint is in deploy form (it holds '
+                f'{deploy_keys[0]}, which the train-form model of this '
+                f'config lacks), and deploy weights cannot be unfolded; '
+                f'load it into the deploy form: use the deploy config (e.g. '
+                f'configs/demo/rtdetr_riformer_s12_shapes_deploy.py) or add '
+                f'--cfg-options model.backbone.deploy=True '
+                f'model.neck.deploy=True.')
+        own = self.state_dict()
+        self._load_prefix = prefix
+        self._load_shape_problems = [
+            f'{k}: {tuple(state_dict[prefix + k].shape)} in the checkpoint, '
+            f'{tuple(own[k].shape)} in the model' for k in keys
+            if k in own and hasattr(state_dict[prefix + k], 'shape')
+            and state_dict[prefix + k].shape != own[k].shape
+        ]
+        self._load_class_counts = None
+        name = 'bbox_head.cls_branches.0.weight'
+        if name in keys and name in own:
+            self._load_class_counts = (state_dict[prefix + name].shape[0],
+                                       own[name].shape[0])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def note_unfit_weights(self, incompatible: _IncompatibleKeys) -> None:
+        """After a load: note and log what did not fit.
+
+        mmengine's Runner loads ``load_from`` and ``mim test``'s checkpoint
+        non-strictly, so weights that do not fit (another arch, another
+        ``num_classes``, the other form) only draw a warning and leave layers
+        at their initial values. That is how fine-tuning starts (e.g. a head
+        for other classes), but predicting with such a model gives
+        meaningless results; so until a training step has run,
+        :meth:`predict` refuses it (see :meth:`check_weights_loaded`).
+
+        Args:
+            incompatible (_IncompatibleKeys): Missing and unexpected keys of
+                the load, with the prefix of this model.
+        """
+        prefix = self._load_prefix
+
+        def own(keys):
+            return [k[len(prefix):] for k in keys if k.startswith(prefix)
+                    and 'num_batches_tracked' not in k]
+
+        missing = own(incompatible.missing_keys)
+        unexpected = own(incompatible.unexpected_keys)
+        shapes = self._load_shape_problems
+        if not (missing or unexpected or shapes):
+            self.unfit_weights = None
+            return
+        parts = [f'{len(items)} {what} (first: {items[0]})'
+                 for what, items in (('of other shapes', shapes),
+                                     ('missing', missing),
+                                     ('unexpected', unexpected)) if items]
+        hint = 'use the config the checkpoint was trained with'
+        counts = self._load_class_counts
+        if counts and counts[0] != counts[1]:
+            hint += (f' (it predicts {counts[0]} classes: set '
+                     f'model.bbox_head.num_classes={counts[0]})')
+        if unknown_keys_of_leaves(self, unexpected, deploy=True):
+            hint += (', or convert it to the deploy form first with '
+                     'tools/model_converters/reparameterize.py')
+        self.unfit_weights = (
+            f'weights of the checkpoint do not fit the model '
+            f'({"; ".join(parts)}), so layers kept their initial values; '
+            f'to test or run it, {hint}')
+        print_log(f'RTDETR: {self.unfit_weights}. Training starts those '
+                  f'layers afresh (as fine-tuning on other classes wants); '
+                  f'the model refuses to predict before it has trained.',
+                  logger='current', level=WARNING)
+
+    def check_weights_loaded(self) -> None:
+        """Raise if the last load left layers at their initial values and
+        no training step has run since.
+
+        Raises:
+            ValueError: The loaded checkpoint did not fit the model.
+        """
+        if self.unfit_weights is not None:
+            raise ValueError(f'RTDETR cannot predict: {self.unfit_weights}.')
+
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """Predict as :class:`DetectionTransformer` does, after
+        :meth:`check_weights_loaded`."""
+        self.check_weights_loaded()
+        return super().predict(batch_inputs, batch_data_samples, rescale)
+
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """Compute the losses (see :class:`RTDETRHead`)."""
+        # Training takes over layers a partial load left initial.
+        self.unfit_weights = None
         losses = super().loss(batch_inputs, batch_data_samples)
         if self.dn_query_generator is not None:
             # With no ground truth in the batch there are no denoising
