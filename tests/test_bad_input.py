@@ -31,6 +31,7 @@ from mmengine.runner import Runner, load_checkpoint
 from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.models import switch_to_deploy
 from mmriformer.testing import logged_messages
+from mmriformer.utils import cli_checks
 from mmriformer.utils.checkpoint import CheckpointFileError
 
 ROOT = Path(__file__).parents[1]
@@ -632,11 +633,6 @@ def test_infer_keeps_other_files_and_inputs(tiny, infer_tool, tmp_path):
 
 def test_train_and_test_tools_check_their_inputs(tiny, tmp_path,
                                                  monkeypatch):
-    sys.path.insert(0, str(ROOT / 'tools'))
-    try:
-        import cli_checks
-    finally:
-        sys.path.remove(str(ROOT / 'tools'))
     configs = tmp_path / 'configs'
     configs.mkdir()
     config = configs / 'tiny.py'
