@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import json
+import logging
 import os
 import os.path as osp
 from collections import Counter
@@ -10,7 +11,6 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-WARNING = 30  # logging.WARNING, for print_log
 
 # What mmdet's CocoDataset reads of each image and annotation.
 IMAGE_KEYS = ('id', 'file_name', 'width', 'height')
@@ -244,7 +244,7 @@ class CheckedCocoDataset(CocoDataset):
                 f'skipped ({counts}), so nothing is left to learn or '
                 f'evaluate; {fixes or "check the boxes"}.')
         print_log(f'{self.ann_file}: skipped {total} boxes ({counts}).',
-                  logger='current', level=WARNING)
+                  logger='current', level=logging.WARNING)
 
     def _retarget_hint(self) -> str:
         """The ``--cfg-options`` that point this dataset elsewhere."""

@@ -252,9 +252,7 @@ def safe_load(load: Callable, filename: str):
 def load_from_local(filename: str, map_location=None):
     """Load a local checkpoint file under the allow-list."""
     filename = osp.expanduser(filename)
-    if osp.isdir(filename):
-        check_checkpoint_file(filename)
-    if not osp.isfile(filename):
+    if not osp.exists(filename):
         raise FileNotFoundError(
             f'Checkpoint {filename} can not be found; check the path given '
             f'to load_from, --resume, init_cfg.checkpoint or the tool.')

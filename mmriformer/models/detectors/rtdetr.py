@@ -12,6 +12,7 @@ metrics, visualiser and inferencer work unchanged. Stages of
   contrastive denoising queries;
 - ``forward_decoder``: the deformable decoder with iterative refinement.
 """
+import logging
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -28,7 +29,6 @@ from ..layers import RTDETRDecoder
 from ..utils import at_least_float32, switch_to_deploy
 
 SpatialShapes = List[Tuple[int, int]]
-WARNING = 30  # logging.WARNING, for print_log
 
 
 def reparam_leaves(model: nn.Module) -> List[Tuple[str, nn.Module]]:
@@ -300,7 +300,7 @@ class RTDETR(DetectionTransformer):
         # box logits of the decoder's refinements all start from these.
         anchors, valid = generate_anchors(
             spatial_shapes, memory.device,
-            at_least_float32(memory[:0]).dtype)
+            torch.promote_types(memory.dtype, torch.float32))
         output_memory = self.memory_proj(memory * valid.to(memory.dtype))
         enc_head = self.decoder.num_layers
         enc_logits = self.bbox_head.cls_branches[enc_head](output_memory)
@@ -434,7 +434,7 @@ class RTDETR(DetectionTransformer):
         print_log(f'RTDETR: {self.unfit_weights}. Training starts those '
                   f'layers afresh (as fine-tuning on other classes wants); '
                   f'the model refuses to predict before it has trained.',
-                  logger='current', level=WARNING)
+                  logger='current', level=logging.WARNING)
 
     def check_weights_loaded(self) -> None:
         """Raise if the last load left layers at their initial values and
