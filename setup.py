@@ -23,7 +23,15 @@ setup(
     description='RIFormer backbones and RT-DETR detectors for MMDetection',
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
     include_package_data=True,
-    python_requires='>=3.8',
+    # >= 3.10 for zip(strict=True) (mmriformer.testing) and for torch 2.14,
+    # which tools/setup_env.sh installs; tested on 3.11, its default.
+    python_requires='>=3.10',
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3 :: Only',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
+    ],
     install_requires=parse_requirements('requirements/runtime.txt'),
     extras_require={
         'tests': parse_requirements('requirements/tests.txt'),

@@ -1,7 +1,6 @@
 # RT-DETR-RIFormer-M36: sized like RT-DETR-R50 (6 decoder layers, expansion 1.0).
 _base_ = './_base_/rtdetr_riformer_coco.py'
 
-num_decoder_layers = 6
 model = dict(
     backbone=dict(
         arch='m36',
@@ -9,5 +8,4 @@ model = dict(
                       'mmclassification/v1/riformer/'
                       'riformer-m36_32xb128_in1k_20230406-2fcb9d9b.pth')),
     neck=dict(in_channels=[192, 384, 768], expansion=1.0),
-    decoder=dict(num_layers=num_decoder_layers),
-    bbox_head=dict(num_pred_layer=num_decoder_layers + 1))
+    decoder=dict(num_layers=6))

@@ -1,7 +1,6 @@
 # RT-DETR-RIFormer-S24: sized like RT-DETR-R34 (4 decoder layers, expansion 0.5).
 _base_ = './_base_/rtdetr_riformer_coco.py'
 
-num_decoder_layers = 4
 model = dict(
     backbone=dict(
         arch='s24',
@@ -9,5 +8,4 @@ model = dict(
                       'mmclassification/v1/riformer/'
                       'riformer-s24_32xb128_in1k_20230406-fdab072a.pth')),
     neck=dict(in_channels=[128, 320, 512], expansion=0.5),
-    decoder=dict(num_layers=num_decoder_layers),
-    bbox_head=dict(num_pred_layer=num_decoder_layers + 1))
+    decoder=dict(num_layers=4))

@@ -30,7 +30,7 @@ from mmengine.runner import Runner, load_checkpoint
 
 from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.models import switch_to_deploy
-from mmriformer.testing import logged_messages
+from mmriformer.testing import logged_messages, make_det_samples
 from mmriformer.utils import cli_checks
 from mmriformer.utils.checkpoint import CheckpointFileError
 
@@ -43,11 +43,11 @@ model = dict(
     num_queries=20,
     backbone=dict(arch=dict(_delete_=True, layers=[1, 1, 1, 1],
                             embed_dims=[8, 16, 24, 32])),
-    neck=dict(in_channels=[16, 24, 32], hidden_dim=32, num_heads=2,
-              dim_feedforward=64),
+    neck=dict(in_channels=[16, 24, 32], embed_dims=32, num_heads=2,
+              feedforward_channels=64),
     decoder=dict(num_layers=1, layer_cfg=dict(
         embed_dims=32, num_heads=2, feedforward_channels=64)),
-    bbox_head=dict(embed_dims=32, num_pred_layer=2),
+    bbox_head=dict(embed_dims=32),
     test_cfg=dict(max_per_img=20))
 data = dict(synthesize=False, data_root={data!r})
 train_dataloader = dict(
@@ -135,14 +135,14 @@ def test_num_classes_differs_from_dataset_classes(tiny, tmp_path):
 
 
 @pytest.mark.parametrize('overrides, message', [
-    ({'neck.hidden_dim': 16}, r'The decoder works on 32 channels but the '
-     r'neck gives \[16, 16, 16\]; set neck.hidden_dim to 32'),
+    ({'neck.embed_dims': 16}, r'The decoder works on 32 channels but the '
+     r'neck gives \[16, 16, 16\]; set neck.embed_dims to 32'),
     ({'bbox_head.embed_dims': 16}, r'bbox_head.embed_dims=16 but the '
      r'decoder works on 32 channels; set bbox_head.embed_dims to 32'),
     ({'decoder.layer_cfg.num_levels': 4}, r'decoder.layer_cfg.num_levels=4 '
      r'but the neck gives 3 feature levels; set decoder.layer_cfg.'
      r'num_levels to 3'),
-], ids=['neck_hidden_dim', 'head_embed_dims', 'decoder_levels'])
+], ids=['neck_embed_dims', 'head_embed_dims', 'decoder_levels'])
 def test_width_mismatch(tiny, overrides, message):
     with pytest.raises(ValueError, match=message):
         build_model(tiny['cfg'], **overrides)
@@ -247,22 +247,16 @@ def test_checkpoint_of_another_model_is_refused_at_predict(
     with pytest.raises(ValueError, match='RTDETR cannot predict: weights of '
                        'the checkpoint do not fit the model .*' + message):
         model.predict(torch.rand(1, 3, 64, 64), [])
-    model.train()
-    model.unfit_weights = None  # what a training step (loss) does
+    # a checkpoint that fits lifts the refusal
     load_checkpoint(model, str(tiny['ckpts']['good']), map_location='cpu')
-    assert model.unfit_weights is None
+    model.check_weights_loaded()
 
 
 def test_fine_tuning_from_other_classes_trains_and_predicts(tiny):
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
     model = build_model(tiny['cfg'])
     load_checkpoint(model, str(tiny['ckpts']['three']), map_location='cpu')
-    sample = DetDataSample(metainfo=dict(
-        img_shape=(64, 64), batch_input_shape=(64, 64), ori_shape=(64, 64),
-        scale_factor=(1., 1.), pad_shape=(64, 64)))
-    sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[8., 8., 40., 40.]]), labels=torch.tensor([5]))
+    [sample] = make_det_samples([(64, 64)], [[[8, 8, 40, 40]]],
+                                [torch.tensor([5])])
     model.train()
     model.loss(torch.rand(1, 3, 64, 64), [sample])
     model.eval()
@@ -620,12 +614,15 @@ def test_infer_keeps_other_files_and_inputs(tiny, infer_tool, tmp_path):
     with pytest.raises(FileNotFoundError, match=r'nope does not exist'):
         infer(tmp_path / 'nope', tmp_path / 'o')
     (tmp_path / 'bad').mkdir()
+    shutil.copy(images / '000000.jpg', tmp_path / 'bad/0.jpg')
     (tmp_path / 'bad/a.jpg').write_bytes(b'not a jpeg')
     with pytest.raises(ValueError, match=r'Image .*a\.jpg cannot be decoded: '
                        r'it is damaged or not an image'):
-        infer(tmp_path / 'bad', tmp_path / 'o')
-    with pytest.raises(ValueError, match=r'The checkpoint is in deploy form: '
-                       r'give the deploy config'):
+        infer(tmp_path / 'bad', tmp_path / 'o')  # after 0.jpg: none drawn
+    with pytest.raises(ValueError, match=(
+            r'The checkpoint .*deploy\.pth does not fit the model of the '
+            r'config .*tiny\.py: The checkpoint is in deploy form .*use the '
+            r'deploy config')):
         infer_tool.infer(kwargs['config'], str(tiny['ckpts']['deploy']),
                          str(images), str(tmp_path / 'o'))
     assert not (tmp_path / 'o').exists()

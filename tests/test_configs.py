@@ -34,3 +34,15 @@ def test_mmpretrain_configs_build(config):
         model = MODELS.build(cfg.model)
     assert isinstance(model.backbone, RIFormer)
     assert model.backbone.deploy == ('deploy' in config.name)
+
+
+@pytest.mark.parametrize('config', sorted(
+    (ROOT / 'configs').glob('**/rtdetr_riformer*.py')),
+    ids=lambda p: str(p.relative_to(ROOT / 'configs')))
+def test_detection_configs_use_current_names(config):
+    """No deprecated key: the detector derives bbox_head.num_pred_layer, the
+    neck takes mmdet's embed_dims and feedforward_channels."""
+    model = Config.fromfile(config).model
+    assert not {'hidden_dim', 'dim_feedforward'} & set(model.neck)
+    assert {'embed_dims', 'feedforward_channels'} <= set(model.neck)
+    assert 'num_pred_layer' not in model.bbox_head

@@ -7,9 +7,9 @@
    weights are the config's initialisation);
 2. loads that checkpoint into a detection backbone (out_indices 2, 4, 6)
    through ``init_cfg=dict(type='Pretrained', prefix='backbone.')``;
-3. re-parameterises the checkpoint with
-   ``tools/model_converters/reparameterize.py`` and loads it strictly into
-   the deploy config, checking that the logits are unchanged;
+3. re-parameterises the checkpoint (as
+   ``tools/model_converters/reparameterize.py`` does) and loads it strictly
+   into the deploy config, checking that the logits are unchanged;
 4. benchmarks our train form, mmpretrain's deploy form and our deploy form.
 """
 import argparse
@@ -19,26 +19,16 @@ import subprocess
 import sys
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), 'model_converters'))
-from reparameterize import reparameterize  # noqa: E402
-
-from mmriformer.models import RIFormer  # noqa: E402
-from mmriformer.testing import max_rel_diff  # noqa: E402
+from mmriformer.apis import build_model, reparameterize
+from mmriformer.models import RIFormer
+from mmriformer.testing import max_rel_diff
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs/riformer/riformer-s24_8xb128_in1k.py')
 DEPLOY_CONFIG = osp.join(ROOT,
                          'configs/riformer/riformer-s24-deploy_8xb128_in1k.py')
-
-
-def build(config):
-    cfg = Config.fromfile(config)
-    init_default_scope(cfg.default_scope)
-    return MODELS.build(cfg.model).eval()
 
 
 def main():
@@ -51,7 +41,7 @@ def main():
     deploy_ckpt = osp.join(args.work_dir, 'riformer-s24_deploy.pth')
 
     print(f'[1/4] building the classifier from {osp.relpath(CONFIG, ROOT)}')
-    model = build(CONFIG)
+    model = build_model(CONFIG).eval()
     model.init_weights()
     torch.save({'meta': {'arch': 's24'}, 'state_dict': model.state_dict()},
                train_ckpt)
@@ -66,7 +56,7 @@ def main():
 
     print('[3/4] re-parameterising into the deploy form')
     reparameterize(CONFIG, train_ckpt, deploy_ckpt, DEPLOY_CONFIG)
-    deployed = build(DEPLOY_CONFIG)
+    deployed = build_model(DEPLOY_CONFIG).eval()
     load_checkpoint(deployed, deploy_ckpt, map_location='cpu', strict=True)
     images = torch.rand(4, 3, 224, 224)
     with torch.no_grad():

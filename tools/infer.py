@@ -11,8 +11,12 @@ score threshold into ``OUT_DIR/predictions.json``::
                       "label": 0, "class": "person"}, ...]}, ...]
 
 Boxes are in pixels of the original image. Class names come from the
-checkpoint's ``meta.dataset_meta`` (as the Runner saves it).
+checkpoint's ``meta.dataset_meta`` (as the Runner saves it). The weights
+are loaded strictly: a checkpoint that does not fit the config's model
+stops the run with a hint (another form, another number of classes).
 
+Each image is decoded once. Nothing is written until every image has been
+decoded and detected, so a damaged image leaves ``OUT_DIR`` as it was.
 Other files in ``OUT_DIR`` are left alone. Files this run would write over
 are replaced only if an earlier run wrote them (``predictions.json`` and the
 drawings of the images it lists); an input image is never written over.
@@ -23,22 +27,28 @@ Example::
         demo/ --out-dir work_dirs/infer --score-thr 0.5 --deploy
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
 import pickle
+import shutil
 import sys
-from typing import List, Optional
+import tempfile
+from typing import List, Optional, Set
 
 import mmcv
+import numpy as np
 from mmdet.apis import DetInferencer
 from mmdet.apis.det_inferencer import IMG_EXTENSIONS
+from mmdet.registry import MODELS
 from mmengine.config import Config, DictAction
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmengine.structures import InstanceData
 from torch import nn
 
 from mmriformer.models import switch_to_deploy
-from mmriformer.models.detectors.rtdetr import unknown_keys_of_leaves
+from mmriformer.utils.cli_checks import earlier_records
 
 
 def find_images(path: str) -> List[str]:
@@ -71,79 +81,114 @@ def find_images(path: str) -> List[str]:
     return [path]
 
 
-def check_images_decode(images: List[str]) -> None:
-    """Raise if an image cannot be decoded, before anything is written.
+def read_image(path: str) -> np.ndarray:
+    """Decode an image as the test pipeline's ``LoadImageFromFile`` does
+    with its defaults (BGR colour, cv2), which every config here uses.
 
     Args:
-        images (list[str]): Image paths.
+        path (str): Image path.
+
+    Returns:
+        np.ndarray: The BGR uint8 image, shape (H, W, 3).
 
     Raises:
-        ValueError: An image is damaged or not an image.
+        ValueError: The image is damaged or not an image.
     """
-    for image in images:
-        if mmcv.imread(image) is None:
-            raise ValueError(
-                f'Image {image} cannot be decoded: it is damaged or not an '
-                f'image; replace it or move it out of the input.')
+    image = mmcv.imread(path)
+    if image is None:
+        raise ValueError(
+            f'Image {path} cannot be decoded: it is damaged or not an '
+            f'image; replace it or move it out of the input.')
+    return image
 
 
-def check_weights_fit(model: nn.Module, checkpoint: dict) -> None:
-    """Raise if the checkpoint's weights do not fit ``model`` exactly.
+def train_form_keys(cfg: Config) -> Set[str]:
+    """State-dict keys of the config's model built with ``deploy`` off
+    wherever the config turns it on (e.g. a deploy config)."""
+    model_cfg = copy.deepcopy(cfg.model)
+    for part in model_cfg.values():
+        if isinstance(part, dict) and part.get('deploy'):
+            part['deploy'] = False
+    return set(MODELS.build(model_cfg).state_dict())
 
-    mmengine loads non-strictly and only logs what does not fit, which
-    leaves randomly initialised layers in the model.
+
+def mismatch_hint(cfg: Config, model: nn.Module, checkpoint: dict) -> str:
+    """How to make a checkpoint whose weights do not fit ``model`` load.
 
     Args:
-        model (nn.Module): The model built from the config.
-        checkpoint (dict): The loaded checkpoint.
+        cfg (Config): The config ``model`` was built from.
+        model (nn.Module): The model the checkpoint did not fit.
+        checkpoint (dict): The checkpoint.
 
-    Raises:
-        ValueError: Missing, unexpected or differently shaped weights.
+    Returns:
+        str: One or two sentences.
     """
     state = checkpoint.get('state_dict', checkpoint)
     state = {k.removeprefix('module.'): v for k, v in state.items()}
-    expected = model.state_dict()
-    problems = [f'missing: {k}' for k in expected if k not in state]
-    problems += [f'unexpected: {k}' for k in state if k not in expected]
-    problems += [
-        f'shape of {k}: {tuple(v.shape)} in the checkpoint, '
-        f'{tuple(expected[k].shape)} in the model'
-        for k, v in state.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    if not problems:
-        return
-    hint = ''
-    if unknown_keys_of_leaves(model, list(state), deploy=False):
-        hint += (' The checkpoint is in deploy form: give the deploy config '
-                 '(e.g. configs/demo/rtdetr_riformer_s12_shapes_deploy.py) '
-                 'or add --cfg-options model.backbone.deploy=True '
-                 'model.neck.deploy=True.')
-    elif unknown_keys_of_leaves(model, list(state), deploy=True):
-        hint += (' The checkpoint is in train form: give the train-form '
-                 'config, and --deploy to fold the model after loading.')
-    head = expected.get('bbox_head.cls_branches.0.weight')
-    ckpt_head = state.get('bbox_head.cls_branches.0.weight')
-    if head is not None and ckpt_head is not None and \
-            ckpt_head.shape[0] != head.shape[0]:
-        hint += (f' The checkpoint predicts {ckpt_head.shape[0]} classes: '
-                f'add --cfg-options model.bbox_head.num_classes='
-                f'{ckpt_head.shape[0]}.')
-    raise ValueError(
-        f'The checkpoint does not fit the model of the config '
-        f'({len(problems)} problems; first: {"; ".join(problems[:5])}).'
-        f'{hint}')
+    own = model.state_dict()
+    hints = []
+    deploy_cfg = any(
+        isinstance(part, dict) and part.get('deploy')
+        for part in cfg.model.values())
+    if deploy_cfg and set(state) == train_form_keys(cfg) != set(own):
+        hints.append('The checkpoint is in train form and the config builds '
+                     'the deploy form: give the train-form config, and '
+                     '--deploy to fold the model after loading.')
+    name = 'bbox_head.cls_branches.0.weight'
+    if name in own and name in state and \
+            state[name].shape[0] != own[name].shape[0]:
+        hints.append(f'The checkpoint predicts {state[name].shape[0]} '
+                     f'classes: add --cfg-options '
+                     f'model.bbox_head.num_classes={state[name].shape[0]}.')
+    return ' '.join(hints) or ('Give the config the checkpoint was trained '
+                               'with (the Runner saves a copy in its '
+                               'work_dir).')
 
 
 class StrictDetInferencer(DetInferencer):
-    """:class:`DetInferencer` that refuses weights that do not fit."""
+    """:class:`DetInferencer` that loads the weights strictly.
+
+    mmengine loads non-strictly and only logs what does not fit, which
+    leaves layers at their initial values; here the load fails instead,
+    naming the config and the checkpoint and how to make them agree.
+
+    Args:
+        model (Config): The config.
+        weights (str): Path of the checkpoint.
+        **kwargs: Other arguments of :class:`DetInferencer`.
+    """
+
+    def __init__(self, model: Config, weights: str, **kwargs) -> None:
+        self.checkpoint_path = weights
+        super().__init__(model, weights, **kwargs)
 
     def _load_weights_to_model(self, model: nn.Module,
                                checkpoint: Optional[dict],
                                cfg: Optional[Config]) -> None:
-        """Check the checkpoint, then load it as DetInferencer does."""
+        """Load ``checkpoint`` strictly, then its class names as
+        DetInferencer does (which copies the same weights once more).
+
+        Raises:
+            ValueError: The weights do not fit ``model``.
+        """
         if checkpoint is not None:
-            check_weights_fit(model, checkpoint)
+            fit = (f'The checkpoint {self.checkpoint_path} does not fit the '
+                   f'model of the config {cfg.filename}')
+            try:
+                _load_checkpoint_to_model(model, checkpoint, strict=True)
+            except ValueError as error:
+                # The model refused the weights while they loaded (as
+                # RTDETR does with deploy weights in the train form); its
+                # message says what to do.
+                raise ValueError(f'{fit}: {error}') from error
+            except RuntimeError as error:  # mmengine's strict check
+                detail = ' '.join(str(error).split()).removeprefix(
+                    'The model and loaded state dict do not match exactly ')
+                if len(detail) > 300:
+                    detail = detail[:300] + ' ...'
+                raise ValueError(
+                    f'{fit} ({detail}). '
+                    f'{mismatch_hint(cfg, model, checkpoint)}') from error
         super()._load_weights_to_model(model, checkpoint, cfg)
 
 
@@ -177,15 +222,10 @@ def check_outputs(images: List[str], out_dir: str) -> None:
                 f'same path; give an --out-dir outside the input folder.')
     earlier = set()
     if osp.isfile(predictions):
-        try:
-            with open(predictions) as f:
-                content = json.load(f)
-        except (ValueError, UnicodeDecodeError):
-            content = None
         # What infer() writes: a non-empty list of {"image", "detections"}.
-        if not (isinstance(content, list) and content and all(
-                isinstance(p, dict) and isinstance(p.get('image'), str)
-                and 'detections' in p for p in content)):
+        content = earlier_records(predictions, ('image', 'detections'))
+        if content is None or not all(
+                isinstance(p['image'], str) for p in content):
             raise ValueError(
                 f'{predictions} exists and was not written by this tool; it '
                 f'is not overwritten: give another --out-dir or remove it.')
@@ -255,7 +295,6 @@ def infer(config: str,
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'Checkpoint {checkpoint} does not exist')
     images = find_images(inputs)
-    check_images_decode(images)
     check_outputs(images, out_dir)
     cfg = Config.fromfile(config)
     if cfg_options:
@@ -264,20 +303,31 @@ def infer(config: str,
         cfg, checkpoint, device=device, show_progress=False)
     if deploy:
         switch_to_deploy(inferencer.model)
-    outputs = inferencer(
-        images,
-        out_dir=out_dir,
-        pred_score_thr=score_thr,
-        no_save_pred=True,
-        return_datasamples=True)
     classes = inferencer.model.dataset_meta['classes']
-    predictions = [
-        dict(image=image,
-             detections=to_detections(sample.pred_instances, classes,
-                                      score_thr))
-        for image, sample in zip(images, outputs['predictions'])
-    ]
-    os.makedirs(out_dir, exist_ok=True)
+    predictions = []
+    # The drawings wait in a temporary folder until every image has been
+    # decoded and detected, so that an image that fails leaves out_dir as
+    # it was.
+    with tempfile.TemporaryDirectory() as staging:
+        for image in images:
+            array = read_image(image)
+            [sample] = inferencer(
+                array, return_datasamples=True,
+                no_save_pred=True)['predictions']
+            predictions.append(
+                dict(image=image,
+                     detections=to_detections(sample.pred_instances,
+                                              classes, score_thr)))
+            # What DetInferencer draws for an image given by its path.
+            inferencer.visualizer.add_datasample(
+                osp.basename(image), mmcv.bgr2rgb(array), sample,
+                draw_gt=False, pred_score_thr=score_thr,
+                out_file=osp.join(staging, osp.basename(image)))
+        os.makedirs(osp.join(out_dir, 'vis'), exist_ok=True)
+        for image in images:
+            name = osp.basename(image)
+            shutil.move(osp.join(staging, name),
+                        osp.join(out_dir, 'vis', name))
     with open(osp.join(out_dir, 'predictions.json'), 'w') as f:
         json.dump(predictions, f, indent=2)
     return predictions

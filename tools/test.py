@@ -2,7 +2,8 @@
 """mmdet's tools/test.py (same arguments), also distributed on CPU-only hosts.
 
 See :mod:`mmriformer.utils.launch`. A missing config or checkpoint, or a
-work_dir holding the config itself, stops first (see :mod:`mmriformer.utils.cli_checks`).
+work_dir holding the config itself, stops first (see
+:mod:`mmriformer.utils.cli_checks`).
 """
 import sys
 

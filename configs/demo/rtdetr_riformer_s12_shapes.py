@@ -10,7 +10,6 @@ classes = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')
 num_classes = len(classes)
 image_size = (256, 256)  # of the generated images
 input_size = (224, 224)  # what the model sees
-num_decoder_layers = 3
 embed_dims = 128
 
 model = dict(
@@ -22,15 +21,14 @@ model = dict(
                   layer_scale_init_value=1e-2),
         drop_path_rate=0.,
         init_cfg=None),  # trained from scratch: nothing to download
-    neck=dict(in_channels=[64, 160, 256], hidden_dim=embed_dims,
-              num_heads=4, dim_feedforward=512, expansion=0.5,
+    neck=dict(in_channels=[64, 160, 256], embed_dims=embed_dims,
+              num_heads=4, feedforward_channels=512, expansion=0.5,
               depth_mult=0.34),
     decoder=dict(
-        num_layers=num_decoder_layers,
+        num_layers=3,
         layer_cfg=dict(embed_dims=embed_dims, num_heads=4,
                        feedforward_channels=512)),
-    bbox_head=dict(num_classes=num_classes, embed_dims=embed_dims,
-                   num_pred_layer=num_decoder_layers + 1),
+    bbox_head=dict(num_classes=num_classes, embed_dims=embed_dims),
     test_cfg=dict(max_per_img=100))
 
 dataset_type = 'SyntheticShapesDataset'

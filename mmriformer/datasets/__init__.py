@@ -1,8 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .coco import CheckedCocoDataset, skip_reason
-from .synthetic_shapes import SyntheticShapesDataset, generate_shapes_dataset
+from .synthetic_shapes import (ShapesSettings, SyntheticShapesDataset,
+                               generate_shapes_dataset)
 
 __all__ = [
-    'CheckedCocoDataset', 'skip_reason', 'SyntheticShapesDataset',
-    'generate_shapes_dataset'
+    'CheckedCocoDataset', 'skip_reason', 'ShapesSettings',
+    'SyntheticShapesDataset', 'generate_shapes_dataset'
 ]

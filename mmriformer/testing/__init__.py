@@ -1,6 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Helpers for tests and benchmarks: random weights, output comparison and
-log capture."""
+"""Helpers for tests and benchmarks: random weights, output comparison, log
+capture, shared inputs and a guard against host syncs."""
 import logging
 from contextlib import contextmanager
 from typing import Iterator, List, Sequence, Tuple, Union
@@ -8,6 +8,15 @@ from typing import Iterator, List, Sequence, Tuple, Union
 import torch
 from mmengine.logging import MMLogger
 from torch import nn
+
+from .host_sync import HostSyncError, forbid_host_sync
+from .inputs import make_det_samples, random_queries
+
+__all__ = [
+    'randomize_', 'max_rel_diff', 'assert_float64_close',
+    'assert_float32_error_within', 'logged_messages', 'EPS32',
+    'HostSyncError', 'forbid_host_sync', 'make_det_samples', 'random_queries'
+]
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:

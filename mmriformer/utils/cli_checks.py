@@ -2,11 +2,16 @@
 """Checks of ``tools/train.py`` and ``tools/test.py`` before mmdet's scripts
 run: a missing config or checkpoint, and a work_dir where the Runner would
 write over the config itself, end in one line naming the fix instead of a
-traceback (or a lost config) later."""
+traceback (or a lost config) later.
+
+:func:`earlier_records` tells the JSON results of an earlier run of a tool
+(``tools/infer.py``, ``tools/analysis_tools/detector_complexity.py``) from
+a file of someone else's, which a tool does not write over."""
 import argparse
+import json
 import os.path as osp
 import sys
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 from mmengine.config import Config, DictAction
 
@@ -88,3 +93,25 @@ def exit_on_problems(argv: List[str], checkpoint: bool) -> None:
     problem = problems(argv, checkpoint)
     if problem:
         sys.exit(f'error: {problem}')
+
+
+def earlier_records(path: str, keys: Iterable[str]) -> Optional[List[dict]]:
+    """The records of ``path`` if it holds what a tool writes: a non-empty
+    JSON list of dicts that each have ``keys``; else None.
+
+    Args:
+        path (str): An existing file.
+        keys (Iterable[str]): Keys every record has.
+
+    Returns:
+        list[dict] | None: The records, or None for any other content.
+    """
+    try:
+        with open(path) as f:
+            content = json.load(f)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(content, list) and content and all(
+            isinstance(r, dict) and set(keys) <= set(r) for r in content):
+        return content
+    return None

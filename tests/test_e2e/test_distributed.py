@@ -96,7 +96,7 @@ def environment(port):
     """Our interpreter, float64_runner importable, one thread a process."""
     path = os.pathsep.join(
         [str(Path(__file__).parent), os.environ.get('PYTHONPATH', '')])
-    return dict(os.environ, PYTHON=sys.executable, PORT=str(port),
+    return dict(os.environ, MMRIFORMER_VENV=sys.prefix, PORT=str(port),
                 OMP_NUM_THREADS='1', PYTHONPATH=path)
 
 

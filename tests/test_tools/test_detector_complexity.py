@@ -49,8 +49,8 @@ def test_analyze_train_and_deploy(tool, model):
         assert not heavy
     # folding removes the neck's parallel branches
     assert result['macs']['deploy']['macs'] < result['macs']['train']['macs']
-    assert result['images_per_s'] > 0
     report = tool.format_result(result)
+    assert f'{result["images_per_s"]:.2f} images/s' in report
     assert 'GMACs (mmengine counts a multiply-add as one flop' in report
     assert 'images/s' in report and 'not counted' in report
 
@@ -94,3 +94,22 @@ def test_cli_writes_json(tool, tmp_path, monkeypatch, capsys):
     assert len(results) == 1 and results[0]['size'] == 128
     assert set(results[0]['params']) == {'train'}
     assert results[0]['macs']['train']['macs'] > 0
+    tool.check_paths([CONFIG], str(out))  # an earlier result may be replaced
+
+
+def test_cli_checks_paths_first(tool, tmp_path, monkeypatch):
+    out = tmp_path / 'notes.json'
+    out.write_text('{"mine": 1}')
+    for argv, message in (
+            ([str(tmp_path / 'nope.py')],
+             rf'error: Config {tmp_path}/nope\.py does not exist; check the '
+             rf'path\.'),
+            ([CONFIG, '--out', str(tmp_path)],
+             rf'error: --out {tmp_path} is a folder; give a file path'),
+            ([CONFIG, '--out', str(out)],
+             rf'error: --out {out} exists and was not written by this tool; '
+             rf'it is not overwritten')):
+        monkeypatch.setattr(sys, 'argv', [str(TOOL), *argv])
+        with pytest.raises(SystemExit, match=message):
+            tool.main()
+    assert out.read_text() == '{"mine": 1}'

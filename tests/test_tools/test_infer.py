@@ -151,5 +151,36 @@ def test_bad_inputs(tool, data, tmp_path):
     with pytest.raises(ValueError, match='is not an image'):
         tool.find_images(str(images / 'notes.txt'))
     # an 80-class config cannot take the 3-class checkpoint
-    with pytest.raises(ValueError, match='num_classes=3'):
+    with pytest.raises(ValueError, match=(
+            r'The checkpoint .*model\.pth does not fit the model of the '
+            r'config .*rtdetr_riformer_s12\.py \(size mismatch for '
+            r'bbox_head\.cls_branches\.0\.weight.*\)\. The checkpoint '
+            r'predicts 3 classes: add --cfg-options '
+            r'model\.bbox_head\.num_classes=3\.')):
         tool.infer(CONFIG, str(checkpoint), str(images), str(tmp_path))
+    # a deploy config cannot take the train-form checkpoint
+    deploy = dict(CFG_OPTIONS, **{'model.backbone.deploy': True,
+                                  'model.neck.deploy': True})
+    with pytest.raises(ValueError, match=(
+            r'The checkpoint is in train form and the config builds the '
+            r'deploy form: give the train-form config, and --deploy')):
+        tool.infer(CONFIG, str(checkpoint), str(images), str(tmp_path),
+                   cfg_options=deploy)
+    assert not list(tmp_path.iterdir())
+
+
+def test_damaged_image_writes_nothing(data, tmp_path):
+    """Each image is decoded once, and nothing is written until all are:
+    a damaged image after a good one leaves no drawing behind."""
+    checkpoint, images = data
+    mixed = tmp_path / 'mixed'
+    mixed.mkdir()
+    (mixed / 'a.png').write_bytes((images / 'second.png').read_bytes())
+    (mixed / 'b.jpg').write_bytes(b'not a jpeg')
+    out = tmp_path / 'out'
+    proc = run_tool(CONFIG, checkpoint, mixed, '--out-dir', out, *CFG_ARGS)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: Image {mixed}/b.jpg cannot be decoded: it is damaged or '
+        f'not an image; replace it or move it out of the input.')
+    assert not out.exists()

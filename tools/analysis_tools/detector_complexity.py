@@ -27,6 +27,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from collections import Counter
 from typing import Any, Dict, List, Optional
@@ -41,6 +42,7 @@ from mmengine.registry import init_default_scope
 from torch import Tensor, nn
 
 from mmriformer.models import switch_to_deploy
+from mmriformer.utils.cli_checks import earlier_records
 
 UNIT_NOTE = ('GMACs (mmengine counts a multiply-add as one flop; '
              'FLOPs = 2 x MACs)')
@@ -289,8 +291,40 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def check_paths(configs: List[str], out: Optional[str]) -> None:
+    """Raise before any work if a config is missing or writing ``out``
+    would replace a file that is not an earlier result of this tool.
+
+    Args:
+        configs (list[str]): The config files.
+        out (str, optional): Where the JSON results go.
+
+    Raises:
+        FileNotFoundError: A config does not exist.
+        ValueError: ``out`` is a folder, or a file of something else.
+    """
+    for config in configs:
+        if not os.path.isfile(config):
+            raise FileNotFoundError(
+                f'Config {config} does not exist; check the path.')
+    if out is None or not os.path.exists(out):
+        return
+    if os.path.isdir(out):
+        raise ValueError(f'--out {out} is a folder; give a file path, e.g. '
+                         f'{os.path.join(out, "complexity.json")}.')
+    # What main() writes: a list of analyze() results.
+    if earlier_records(out, ('config', 'params', 'macs')) is None:
+        raise ValueError(f'--out {out} exists and was not written by this '
+                         f'tool; it is not overwritten: give another path '
+                         f'or remove it.')
+
+
 def main() -> None:
     args = parse_args()
+    try:
+        check_paths(args.configs, args.out)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f'error: {error}')
     results = []
     for config in args.configs:
         result = analyze(config, args.size, args.deploy, args.benchmark,

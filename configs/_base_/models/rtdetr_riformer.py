@@ -2,7 +2,6 @@
 custom_imports = dict(imports=['mmriformer'], allow_failed_imports=False)
 
 num_classes = 80
-num_decoder_layers = 6
 
 model = dict(
     type='RTDETR',
@@ -31,15 +30,15 @@ model = dict(
         type='HybridEncoder',
         in_channels=[128, 320, 512],
         feat_strides=[8, 16, 32],
-        hidden_dim=256,
+        embed_dims=256,
         num_heads=8,
-        dim_feedforward=1024,
+        feedforward_channels=1024,
         use_encoder_idx=[2],
         num_encoder_layers=1,
         expansion=1.0,
         depth_mult=1.0),
     decoder=dict(
-        num_layers=num_decoder_layers,
+        num_layers=6,
         eval_idx=-1,
         layer_cfg=dict(embed_dims=256, num_heads=8, feedforward_channels=1024,
                        num_levels=3, num_points=4)),
@@ -47,7 +46,6 @@ model = dict(
         type='RTDETRHead',
         num_classes=num_classes,
         embed_dims=256,
-        num_pred_layer=num_decoder_layers + 1,
         as_two_stage=True,
         sync_cls_avg_factor=True,
         loss_cls=dict(type='RTDETRVarifocalLoss', use_sigmoid=True,

@@ -8,24 +8,22 @@ ImageNet checkpoints load unchanged. Deploy form (``deploy=True`` or
 norm's affine are folded away.
 """
 import copy
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmdet.registry import MODELS
-from mmengine.logging import print_log
 from mmengine.model import BaseModule, initialize
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers.norm import LayerNorm2d
-from ..utils.onednn import PackedWeight, conv2d, linear_add, linear_gelu
-from ..utils.reparam import (fold_affine_into_norm, fold_norm_affine_into_conv,
-                             scale_conv_output, scale_norm)
+from ...utils.pretrained import load_pretrained
+from ..layers.norm import build_affine_free_norm
+from ..utils.onednn import (PackedWeight, conv2d, fused_norm_kind,
+                            riformer_block_fused)
+from ..utils.reparam import fold_riformer_block_state, switch_to_deploy
 
 
 class PatchEmbed(nn.Module):
@@ -37,15 +35,30 @@ class PatchEmbed(nn.Module):
         kernel_size (int): Kernel size.
         stride (int): Stride.
         padding (int): Padding.
+        deploy (bool): Build the deploy form. Defaults to False.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 stride: int, padding: int) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int,
+                 stride: int,
+                 padding: int,
+                 deploy: bool = False) -> None:
         super().__init__()
         self.proj = nn.Conv2d(
             in_channels, out_channels, kernel_size, stride, padding)
         self.deploy = False
         self.packed_weight = PackedWeight()
+        if deploy:
+            self.switch_to_deploy()
+
+    def switch_to_deploy(self) -> None:
+        """Take the deploy form: the same weights, in channels-last order
+        (as the deploy activations are, so no call reorders the weight),
+        through oneDNN's packed-weight kernel in CPU inference."""
+        self.proj.to(memory_format=torch.channels_last)
+        self.deploy = True
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C_in, H, W) -> (N, C_out, H / stride, W / stride)."""
@@ -70,7 +83,7 @@ class Affine(nn.Module):
         return self.affine(x) - x
 
 
-class Mlp(nn.Module):
+class ConvMLP(nn.Module):
     """Channel MLP of two 1x1 convolutions.
 
     Args:
@@ -93,80 +106,6 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
-def build_affine_free_norm(norm_cfg: dict, channels: int) -> nn.Module:
-    """Build a norm layer and drop its affine parameters."""
-    norm = build_norm_layer(norm_cfg, channels)[1]
-    norm.register_parameter('weight', None)
-    norm.register_parameter('bias', None)
-    for flag in ('affine', 'elementwise_affine'):
-        if hasattr(norm, flag):
-            setattr(norm, flag, False)
-    return norm
-
-
-# The keys of one block in the train form and in mmpretrain's deploy form.
-_SHARED_KEYS = ('layer_scale_1', 'layer_scale_2', 'norm2.weight', 'norm2.bias',
-                'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight',
-                'mlp.fc2.bias')
-TRAIN_FORM_KEYS = ('norm1.weight', 'norm1.bias', 'token_mixer.affine.weight',
-                   'token_mixer.affine.bias') + _SHARED_KEYS
-MMPRETRAIN_DEPLOY_KEYS = ('norm_reparam.weight',
-                          'norm_reparam.bias') + _SHARED_KEYS
-
-
-def fold_block_state(state: Dict[str, Tensor], prefix: str = '') -> None:
-    """Convert one block's weights to our deploy form, in place.
-
-    Accepts the train form (``norm1``, ``token_mixer``, layer scales) and
-    mmpretrain's deploy form (``norm_reparam`` without the layer scale folded
-    in). Weights already in our deploy form are left as they are.
-
-    Args:
-        state (dict[str, Tensor]): A state dict holding the block's weights.
-        prefix (str): The block's key prefix, e.g. ``'network.0.1.'``.
-    """
-
-    def pop(name):
-        return state.pop(prefix + name)
-
-    if prefix + 'token_mixer.affine.weight' in state:
-        needed = TRAIN_FORM_KEYS
-    elif prefix + 'layer_scale_1' in state:
-        needed = MMPRETRAIN_DEPLOY_KEYS
-    else:
-        return
-    missing = [prefix + k for k in needed if prefix + k not in state]
-    if missing:
-        raise ValueError(
-            f'Incomplete RIFormer block weights at {prefix!r}: missing '
-            f'{missing}. The checkpoint is truncated or holds another '
-            f'model; check the file and the arch.')
-    if needed is TRAIN_FORM_KEYS:
-        gamma, beta = fold_affine_into_norm(
-            pop('norm1.weight'), pop('norm1.bias'),
-            pop('token_mixer.affine.weight'), pop('token_mixer.affine.bias'))
-        # Statistics buffers (BN's running mean/var) move with the norm.
-        for key in [k for k in state if k.startswith(prefix + 'norm1.')]:
-            name = key[len(prefix + 'norm1.'):]
-            state[prefix + 'norm_reparam.' + name] = state.pop(key)
-    else:
-        gamma, beta = pop('norm_reparam.weight'), pop('norm_reparam.bias')
-    gamma, beta = scale_norm(gamma, beta, pop('layer_scale_1'))
-    fc1_w, fc1_b = fold_norm_affine_into_conv(
-        pop('mlp.fc1.weight'), pop('mlp.fc1.bias'), pop('norm2.weight'),
-        pop('norm2.bias'))
-    fc2_w, fc2_b = scale_conv_output(
-        pop('mlp.fc2.weight'), pop('mlp.fc2.bias'), pop('layer_scale_2'))
-    state.update({
-        prefix + 'norm_reparam.weight': gamma,
-        prefix + 'norm_reparam.bias': beta,
-        prefix + 'mlp.fc1.weight': fc1_w,
-        prefix + 'mlp.fc1.bias': fc1_b,
-        prefix + 'mlp.fc2.weight': fc2_w,
-        prefix + 'mlp.fc2.bias': fc2_b,
-    })
-
-
 class RIFormerBlock(BaseModule):
     """One RIFormer block.
 
@@ -180,8 +119,9 @@ class RIFormerBlock(BaseModule):
         x = x + drop_path(norm_reparam(x))
         x = x + drop_path(fc2(act(fc1(normalise(x)))))
 
-    With GN(num_groups=1) or LN2d, the deploy form runs channels-last with
-    fused kernels (see :meth:`_forward_fused`).
+    With GN(num_groups=1) or LN2d and GELU, the deploy form runs
+    channels-last with fused kernels (see
+    :func:`~mmriformer.models.utils.onednn.riformer_block_fused`).
 
     Args:
         dim (int): Channels.
@@ -217,7 +157,7 @@ class RIFormerBlock(BaseModule):
         self.norm1 = build_norm_layer(norm_cfg, dim)[1]
         self.token_mixer = Affine(dim)
         self.norm2 = build_norm_layer(norm_cfg, dim)[1]
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_cfg, drop)
+        self.mlp = ConvMLP(dim, int(dim * mlp_ratio), act_cfg, drop)
         self.drop_path = DropPath(
             drop_path) if drop_path > 0 else nn.Identity()
         self.layer_scale_1 = nn.Parameter(
@@ -228,37 +168,31 @@ class RIFormerBlock(BaseModule):
             self._to_deploy_layers()
 
     def _to_deploy_layers(self) -> None:
-        """Replace the train-form layers by the deploy-form ones."""
+        """Replace the train-form layers by the deploy-form ones, on the
+        same device and dtype, in the same mode, frozen if they were."""
         ref = self.mlp.fc1.weight
+        frozen = not self.norm1.weight.requires_grad
         del self.norm1, self.token_mixer, self.layer_scale_1, \
             self.layer_scale_2
         self.norm_reparam = build_norm_layer(self.norm_cfg, self.dim)[1].to(
             ref.device, ref.dtype)
         self.norm2 = build_affine_free_norm(self.norm_cfg, self.dim).to(
             ref.device, ref.dtype)
+        self.norm_reparam.requires_grad_(not frozen)
         self.norm_reparam.train(self.training)
         self.norm2.train(self.training)
+        # Channels-last weights, as the deploy activations are.
+        self.to(memory_format=torch.channels_last)
         self.packed_fc1, self.packed_fc2 = PackedWeight(), PackedWeight()
         self.deploy = True
-        norm = self.norm_reparam
-        if isinstance(norm, nn.GroupNorm) and norm.num_groups == 1:
-            self.fused = 'gn'
-        elif isinstance(norm, LayerNorm2d):
-            self.fused = 'ln'
-        else:
-            self.fused = None
-        # The fused paths compute the exact GELU; other activations go
-        # through the module.
-        if not isinstance(self.mlp.act, nn.GELU) or \
-                self.mlp.act.approximate != 'none':
-            self.fused = None
+        self.fused = fused_norm_kind(self.norm_reparam, self.mlp.act)
 
     def switch_to_deploy(self) -> None:
         """Fold this block into its deploy form; outputs stay the same."""
         if self.deploy:
             return
         state = {k: v.detach() for k, v in self.state_dict().items()}
-        fold_block_state(state)
+        fold_riformer_block_state(state)
         self._to_deploy_layers()
         self.load_state_dict(state)
 
@@ -287,7 +221,7 @@ class RIFormerBlock(BaseModule):
         on load. A train block cannot unfold deploy weights, so it says so.
         """
         if self.deploy:
-            fold_block_state(state_dict, prefix)
+            fold_riformer_block_state(state_dict, prefix)
         elif prefix + 'norm_reparam.weight' in state_dict:
             raise ValueError(
                 f'The checkpoint holds deploy-form RIFormer weights '
@@ -315,39 +249,12 @@ class RIFormerBlock(BaseModule):
             return x + self.drop_path(
                 self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
         if self.fused is not None and not (self.training and self.stochastic):
-            return self._forward_fused(x)
+            return riformer_block_fused(x, self.fused, self.norm_reparam,
+                                        self.norm2, self.mlp.fc1,
+                                        self.mlp.fc2, self.packed_fc1,
+                                        self.packed_fc2)
         x = x + self.drop_path(self.norm_reparam(x))
         return x + self.drop_path(self.mlp(self.norm2(x)))
-
-    def _forward_fused(self, x: Tensor) -> Tensor:
-        """Deploy block on channels-last memory, with fused GEMMs on CPU.
-
-        The norms run as native kernels on the channels-last (N, C, H, W)
-        view; the 1x1 convolutions run as GEMMs on the (N * H * W, C) token
-        view of the same memory, so no layout conversion happens. Without
-        autograd on CPU, oneDNN fuses GELU into fc1 and the residual add into
-        fc2 and uses pre-packed weights (see :mod:`..utils.onednn`).
-        """
-        x = x.contiguous(memory_format=torch.channels_last)
-        n, c, h, w = x.shape
-        norm1, norm2 = self.norm_reparam, self.norm2
-        if self.fused == 'gn':
-            y = x + F.group_norm(x, 1, norm1.weight, norm1.bias, norm1.eps)
-            z = F.group_norm(y, 1, None, None, norm2.eps)
-        else:
-            tokens = x.permute(0, 2, 3, 1)
-            y = tokens + F.layer_norm(tokens, (c, ), norm1.weight, norm1.bias,
-                                      norm1.eps)
-            z = F.layer_norm(y, (c, ), None, None, norm2.eps)
-            y, z = y.permute(0, 3, 1, 2), z.permute(0, 3, 1, 2)
-        y = y.permute(0, 2, 3, 1).reshape(-1, c)
-        z = z.permute(0, 2, 3, 1).reshape(-1, c)
-        fc1, fc2 = self.mlp.fc1, self.mlp.fc2
-        hidden = linear_gelu(z, fc1.weight.view(fc1.out_channels, c),
-                             fc1.bias, self.packed_fc1)
-        out = linear_add(hidden, y, fc2.weight.view(c, fc2.in_channels),
-                         fc2.bias, self.packed_fc2)
-        return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 @MODELS.register_module()
@@ -436,13 +343,12 @@ class RIFormer(BaseModule):
         self.arch = self.parse_arch(arch)
         self.in_channels = in_channels
         self.norm_eval = norm_eval
-        self.deploy = deploy
 
         layers = self.arch['layers']
         dims = self.arch['embed_dims']
         self.embed_dims = dims
         self.patch_embed = PatchEmbed(in_channels, dims[0], in_patch_size,
-                                      in_stride, in_pad)
+                                      in_stride, in_pad, deploy)
         dpr = torch.linspace(0, drop_path_rate, sum(layers)).tolist()
         # network = [stage0, down0, stage1, down1, stage2, down2, stage3];
         # as in mmpretrain, a downsampling layer only between stages of
@@ -469,7 +375,7 @@ class RIFormer(BaseModule):
             if i < 3 and dims[i] != dims[i + 1]:
                 self.network.append(
                     PatchEmbed(dims[i], dims[i + 1], down_patch_size,
-                               down_stride, down_pad))
+                               down_stride, down_pad, deploy))
                 self.position_channels.append(dims[i + 1])
         num_positions = len(self.network)
         self.out_indices = self.parse_out_indices(out_indices, num_positions)
@@ -483,8 +389,6 @@ class RIFormer(BaseModule):
         for i in self.out_indices:
             self.add_module(f'norm{i}',
                             build_norm_layer(norm_cfg, self.out_channel(i))[1])
-        if deploy:
-            self._to_deploy_convs()
         self._freeze_stages()
 
     @classmethod
@@ -577,22 +481,19 @@ class RIFormer(BaseModule):
                 outs.append(getattr(self, f'norm{idx}')(x))
         return tuple(outs)
 
-    def switch_to_deploy(self) -> None:
-        """Fold every block into its deploy form; outputs stay the same."""
-        for m in self.modules():
-            if isinstance(m, RIFormerBlock):
-                m.switch_to_deploy()
-        self._to_deploy_convs()
-        self.deploy = True
-        self._freeze_stages()
+    @property
+    def deploy(self) -> bool:
+        """Whether the backbone is in deploy form."""
+        return self.patch_embed.deploy
 
-    def _to_deploy_convs(self) -> None:
-        # Conv weights in channels-last order, as the deploy activations are;
-        # otherwise every convolution would reorder its weight on each call.
-        self.to(memory_format=torch.channels_last)
-        for m in self.modules():
-            if isinstance(m, PatchEmbed):
-                m.deploy = True
+    def switch_to_deploy(self) -> None:
+        """Fold into the deploy form (mmpretrain's backbone interface);
+        eval-mode outputs stay the same and frozen stages stay frozen.
+
+        The same as :func:`~mmriformer.models.switch_to_deploy` on this
+        backbone.
+        """
+        switch_to_deploy(self)
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
@@ -623,8 +524,16 @@ class RIFormer(BaseModule):
         """Initialise, or load the checkpoint of a ``Pretrained`` init_cfg."""
         if isinstance(self.init_cfg, dict) and \
                 self.init_cfg.get('type') == 'Pretrained':
-            self.load_pretrained(self.init_cfg['checkpoint'],
-                                 self.init_cfg.get('prefix'))
+            arch = self.arch
+            # Output norms depend on out_indices, not on the checkpoint.
+            load_pretrained(
+                self,
+                self.init_cfg['checkpoint'],
+                self.init_cfg.get('prefix'),
+                optional=[f'norm{i}' for i in range(len(self.network))],
+                fix=f'Set arch to the one the checkpoint was trained with '
+                f'(now layers={arch["layers"]}, embed_dims='
+                f'{arch["embed_dims"]})')
             self._is_init = True
             return
         super().init_weights()
@@ -632,60 +541,3 @@ class RIFormer(BaseModule):
             for m in self.modules():
                 if isinstance(m, RIFormerBlock):
                     m.init_as_folded_train_form(self.init_cfg)
-
-    def load_pretrained(self, checkpoint: str,
-                        prefix: Optional[str] = None) -> None:
-        """Load an mmpretrain or mmriformer checkpoint, checked strictly.
-
-        Train-form, mmpretrain deploy-form and our deploy-form weights are
-        all accepted (a deploy backbone folds train weights on load). The
-        only keys allowed to be missing are output norms the checkpoint
-        lacks; they keep their initial values and are reported in one line.
-
-        Args:
-            checkpoint (str): Path or URL of the checkpoint.
-            prefix (str, optional): Keep only keys with this prefix, and
-                strip it, e.g. ``'backbone.'`` for a classifier checkpoint.
-        """
-        ckpt = CheckpointLoader.load_checkpoint(
-            checkpoint, map_location='cpu', logger='current')
-        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
-        if prefix:
-            state = {
-                k[len(prefix):]: v
-                for k, v in state.items() if k.startswith(prefix)
-            }
-            if not state:
-                raise ValueError(
-                    f'Checkpoint {checkpoint} has no weights with prefix '
-                    f'{prefix!r}; check init_cfg.prefix.')
-        arch = self.arch
-        try:
-            result = self.load_state_dict(state, strict=False)
-        except RuntimeError as e:
-            raise ValueError(
-                f'Checkpoint {checkpoint} does not fit RIFormer(layers='
-                f'{arch["layers"]}, embed_dims={arch["embed_dims"]}): {e}. '
-                f'Set arch to the one the checkpoint was trained with.'
-            ) from e
-        # Output norms are per out_indices, not per arch: the checkpoint may
-        # lack some of ours (they keep their initial values) or hold others.
-        all_norms = {f'norm{i}' for i in range(len(self.network))}
-        missing = [k for k in result.missing_keys
-                   if k.split('.')[0] not in all_norms]
-        unexpected = [k for k in result.unexpected_keys
-                      if k.split('.')[0] not in all_norms]
-        if missing or unexpected:
-            raise ValueError(
-                f'Checkpoint {checkpoint} does not fit RIFormer(layers='
-                f'{arch["layers"]}, embed_dims={arch["embed_dims"]}): missing '
-                f'keys {missing[:5]}, unexpected keys {unexpected[:5]}. Set '
-                f'arch to the one the checkpoint was trained with.')
-        absent = sorted({k.split('.')[0] for k in result.missing_keys})
-        unused = sorted({k.split('.')[0] for k in result.unexpected_keys})
-        if absent or unused:
-            print_log(
-                f'Loaded RIFormer weights from {checkpoint}; output norms '
-                f'{absent} are not in it and keep their initial values; its '
-                f'output norms {unused} are not used with out_indices='
-                f'{self.out_indices}.', logger='current')

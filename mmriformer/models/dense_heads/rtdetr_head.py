@@ -32,7 +32,9 @@ class RTDETRHead(DINOHead):
 
     Args:
         *args: See :class:`mmdet.models.dense_heads.DINOHead`.
-        **kwargs: See :class:`mmdet.models.dense_heads.DINOHead`.
+        **kwargs: See :class:`mmdet.models.dense_heads.DINOHead`. In a
+            config, leave ``num_pred_layer`` out: the detector
+            (:class:`RTDETR`) sets it from its decoder.
     """
 
     def loss(self, all_layers_cls_scores: Tensor,

@@ -12,7 +12,7 @@ metrics, visualiser and inferencer work unchanged. Stages of
   contrastive denoising queries;
 - ``forward_decoder``: the deformable decoder with iterative refinement.
 """
-import logging
+import inspect
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -20,61 +20,15 @@ from mmdet.models.detectors.base_detr import DetectionTransformer
 from mmdet.models.layers import CdnQueryGenerator
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
-from mmdet.utils import OptConfigType
-from mmengine.logging import print_log
+from mmdet.utils import ConfigType, OptConfigType
 from torch import Tensor, nn
-from torch.nn.modules.module import _IncompatibleKeys
 
+from ...utils.deprecation import warn_deprecated
 from ..layers import RTDETRDecoder
-from ..utils import at_least_float32, switch_to_deploy
+from ..utils import (UnfitWeightsMixin, at_least_float32,
+                     note_unfit_weights_hook)
 
 SpatialShapes = List[Tuple[int, int]]
-
-
-def reparam_leaves(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """The innermost modules that fold (have ``switch_to_deploy``): RIFormer
-    blocks and re-parameterisable convolutions, with their names."""
-    def folds(module):
-        return callable(getattr(module, 'switch_to_deploy', None))
-
-    return [(name, module) for name, module in model.named_modules()
-            if folds(module) and not any(
-                folds(child) for child in module.modules()
-                if child is not module)]
-
-
-def unknown_keys_of_leaves(model: nn.Module, keys: List[str],
-                           deploy: bool) -> List[str]:
-    """``keys`` (relative to ``model``) that fall inside a re-parameterisable
-    module in the given form under a name that module does not have (e.g.
-    ``norm_reparam`` in a train-form RIFormer block): weights of the other
-    form.
-
-    Args:
-        model (nn.Module): The model.
-        keys (list[str]): State-dict keys, relative to ``model``.
-        deploy (bool): Look inside modules in deploy (True) or train form.
-
-    Returns:
-        list[str]: The keys found.
-    """
-    found = []
-    for name, leaf in reparam_leaves(model):
-        if bool(getattr(leaf, 'deploy', False)) != deploy:
-            continue
-        prefix = name + '.'
-        names = set(leaf._modules) | set(leaf._parameters) | set(
-            leaf._buffers)
-        found += [k for k in keys if k.startswith(prefix)
-                  and k[len(prefix):].split('.')[0] not in names]
-    return found
-
-
-def _loaded_weights_hook(module: nn.Module,
-                         incompatible: _IncompatibleKeys) -> None:
-    """Load-state-dict post-hook of :class:`RTDETR`: see
-    :meth:`RTDETR.note_unfit_weights`."""
-    module.note_unfit_weights(incompatible)
 
 
 def generate_anchors(spatial_shapes: SpatialShapes,
@@ -115,16 +69,22 @@ def generate_anchors(spatial_shapes: SpatialShapes,
 
 
 @MODELS.register_module()
-class RTDETR(DetectionTransformer):
+class RTDETR(UnfitWeightsMixin, DetectionTransformer):
     """RT-DETR detector.
+
+    A checkpoint that does not fit (another arch, ``num_classes`` or form)
+    leaves the model refusing to predict until it has trained; see
+    :class:`~mmriformer.models.utils.UnfitWeightsMixin`.
 
     Args:
         backbone (dict): Backbone config, e.g. RIFormer with
             ``out_indices=(2, 4, 6)``.
         neck (dict): Hybrid encoder config (``HybridEncoder``).
         decoder (dict): Keyword arguments of :class:`RTDETRDecoder`.
-        bbox_head (dict): Head config (``RTDETRHead``); its
-            ``num_pred_layer`` must be ``decoder.num_layers + 1``.
+        bbox_head (dict): Head config (``RTDETRHead``). Its
+            ``num_pred_layer`` is set here to ``decoder.num_layers + 1``, as
+            mmdet's DeformableDETR sets it; an explicit one that agrees is
+            deprecated, one that disagrees is refused.
         num_queries (int): Queries selected from the encoder. Defaults to
             300.
         dn_cfg (dict, optional): Contrastive denoising config:
@@ -138,21 +98,54 @@ class RTDETR(DetectionTransformer):
 
     def __init__(self,
                  *args,
+                 decoder: ConfigType,
+                 bbox_head: ConfigType,
                  dn_cfg: OptConfigType = None,
                  num_queries: int = 300,
                  **kwargs) -> None:
         self.dn_cfg = dn_cfg
-        super().__init__(*args, num_queries=num_queries, **kwargs)
+        bbox_head = dict(
+            bbox_head, num_pred_layer=self._num_pred_layer(decoder, bbox_head))
+        super().__init__(
+            *args,
+            decoder=decoder,
+            bbox_head=bbox_head,
+            num_queries=num_queries,
+            **kwargs)
         # Convolutions run channels-last (about 20% faster training on CPU,
         # the preferred layout of cuDNN too); extract_feat feeds them so.
         self.to(memory_format=torch.channels_last)
-        # What the last load_state_dict left unloaded (None: nothing); see
-        # note_unfit_weights.
-        self.unfit_weights = None
-        self._load_prefix = ''
-        self._load_shape_problems = []
-        self._load_class_counts = None
-        self.register_load_state_dict_post_hook(_loaded_weights_hook)
+        self.register_load_state_dict_post_hook(note_unfit_weights_hook)
+
+    @staticmethod
+    def _num_pred_layer(decoder: ConfigType, bbox_head: ConfigType) -> int:
+        """Prediction layers of the head: one per decoder layer and one that
+        scores the encoder's tokens for query selection.
+
+        Raises:
+            ValueError: ``bbox_head.num_pred_layer`` is given and differs.
+        """
+        # The decoder is built later (in _init_layers); without num_layers
+        # in its config it takes its own default.
+        num_layers = decoder.get(
+            'num_layers',
+            inspect.signature(RTDETRDecoder).parameters['num_layers'].default)
+        num_pred_layer = num_layers + 1
+        given = bbox_head.get('num_pred_layer')
+        if given is None:
+            return num_pred_layer
+        if given != num_pred_layer:
+            raise ValueError(
+                f'bbox_head.num_pred_layer={given} disagrees with '
+                f'decoder.num_layers={num_layers}: RTDETR sets it to '
+                f'decoder.num_layers + 1 = {num_pred_layer}; remove '
+                f'bbox_head.num_pred_layer and set decoder.num_layers only.')
+        warn_deprecated(
+            'RTDETR: bbox_head.num_pred_layer is deprecated and will be '
+            'removed in the next release; RTDETR sets it to '
+            'decoder.num_layers + 1, so remove it from the config.',
+            stacklevel=3)
+        return num_pred_layer
 
     def _init_layers(self) -> None:
         """Build the decoder, the memory projection and the denoiser."""
@@ -169,7 +162,7 @@ class RTDETR(DetectionTransformer):
         if any(c != embed_dims for c in neck_dims):
             raise ValueError(
                 f'The decoder works on {embed_dims} channels but the neck '
-                f'gives {list(neck_dims)}; set neck.hidden_dim to '
+                f'gives {list(neck_dims)}; set neck.embed_dims to '
                 f'{embed_dims}.')
         head_dims = getattr(self.bbox_head, 'embed_dims', embed_dims)
         if head_dims != embed_dims:
@@ -183,12 +176,6 @@ class RTDETR(DetectionTransformer):
                 f'decoder.layer_cfg.num_levels={num_levels} but the neck '
                 f'gives {len(neck_dims)} feature levels; set '
                 f'decoder.layer_cfg.num_levels to {len(neck_dims)}.')
-        num_pred = self.bbox_head.num_pred_layer
-        if num_pred != self.decoder.num_layers + 1:
-            raise ValueError(
-                f'bbox_head.num_pred_layer={num_pred} must be '
-                f'decoder.num_layers + 1 = {self.decoder.num_layers + 1} '
-                f'(one per decoder layer plus the encoder).')
         self.memory_proj = nn.Sequential(
             nn.Linear(embed_dims, embed_dims), nn.LayerNorm(embed_dims))
         self.dn_query_generator = None
@@ -345,106 +332,10 @@ class RTDETR(DetectionTransformer):
         """
         logits, boxes = self.decoder(
             query, reference_points, memory, spatial_shapes,
-            bbox_heads=self.bbox_head.reg_branches,
-            score_heads=self.bbox_head.cls_branches,
+            reg_branches=self.bbox_head.reg_branches,
+            cls_branches=self.bbox_head.cls_branches,
             attn_mask=attn_mask)
         return dict(all_layers_cls_scores=logits, all_layers_bbox_preds=boxes)
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:
-        """Refuse deploy-form weights in a train-form model; note weights of
-        other shapes for :meth:`note_unfit_weights`.
-
-        Raises:
-            ValueError: The checkpoint is in deploy form and this model (or
-                part of it) in train form, which cannot unfold it.
-        """
-        keys = [k[len(prefix):] for k in state_dict if k.startswith(prefix)]
-        deploy_keys = unknown_keys_of_leaves(self, keys, deploy=False)
-        if deploy_keys:
-            raise ValueError(
-                f'The checkpoint is in deploy form (it holds '
-                f'{deploy_keys[0]}, which the train-form model of this '
-                f'config lacks), and deploy weights cannot be unfolded; '
-                f'load it into the deploy form: use the deploy config (e.g. '
-                f'configs/demo/rtdetr_riformer_s12_shapes_deploy.py) or add '
-                f'--cfg-options model.backbone.deploy=True '
-                f'model.neck.deploy=True.')
-        own = self.state_dict()
-        self._load_prefix = prefix
-        self._load_shape_problems = [
-            f'{k}: {tuple(state_dict[prefix + k].shape)} in the checkpoint, '
-            f'{tuple(own[k].shape)} in the model' for k in keys
-            if k in own and hasattr(state_dict[prefix + k], 'shape')
-            and state_dict[prefix + k].shape != own[k].shape
-        ]
-        self._load_class_counts = None
-        name = 'bbox_head.cls_branches.0.weight'
-        if name in keys and name in own:
-            self._load_class_counts = (state_dict[prefix + name].shape[0],
-                                       own[name].shape[0])
-        super()._load_from_state_dict(state_dict, prefix, local_metadata,
-                                      strict, missing_keys, unexpected_keys,
-                                      error_msgs)
-
-    def note_unfit_weights(self, incompatible: _IncompatibleKeys) -> None:
-        """After a load: note and log what did not fit.
-
-        mmengine's Runner loads ``load_from`` and ``mim test``'s checkpoint
-        non-strictly, so weights that do not fit (another arch, another
-        ``num_classes``, the other form) only draw a warning and leave layers
-        at their initial values. That is how fine-tuning starts (e.g. a head
-        for other classes), but predicting with such a model gives
-        meaningless results; so until a training step has run,
-        :meth:`predict` refuses it (see :meth:`check_weights_loaded`).
-
-        Args:
-            incompatible (_IncompatibleKeys): Missing and unexpected keys of
-                the load, with the prefix of this model.
-        """
-        prefix = self._load_prefix
-
-        def own(keys):
-            return [k[len(prefix):] for k in keys if k.startswith(prefix)
-                    and 'num_batches_tracked' not in k]
-
-        missing = own(incompatible.missing_keys)
-        unexpected = own(incompatible.unexpected_keys)
-        shapes = self._load_shape_problems
-        if not (missing or unexpected or shapes):
-            self.unfit_weights = None
-            return
-        parts = [f'{len(items)} {what} (first: {items[0]})'
-                 for what, items in (('of other shapes', shapes),
-                                     ('missing', missing),
-                                     ('unexpected', unexpected)) if items]
-        hint = 'use the config the checkpoint was trained with'
-        counts = self._load_class_counts
-        if counts and counts[0] != counts[1]:
-            hint += (f' (it predicts {counts[0]} classes: set '
-                     f'model.bbox_head.num_classes={counts[0]})')
-        if unknown_keys_of_leaves(self, unexpected, deploy=True):
-            hint += (', or convert it to the deploy form first with '
-                     'tools/model_converters/reparameterize.py')
-        self.unfit_weights = (
-            f'weights of the checkpoint do not fit the model '
-            f'({"; ".join(parts)}), so layers kept their initial values; '
-            f'to test or run it, {hint}')
-        print_log(f'RTDETR: {self.unfit_weights}. Training starts those '
-                  f'layers afresh (as fine-tuning on other classes wants); '
-                  f'the model refuses to predict before it has trained.',
-                  logger='current', level=logging.WARNING)
-
-    def check_weights_loaded(self) -> None:
-        """Raise if the last load left layers at their initial values and
-        no training step has run since.
-
-        Raises:
-            ValueError: The loaded checkpoint did not fit the model.
-        """
-        if self.unfit_weights is not None:
-            raise ValueError(f'RTDETR cannot predict: {self.unfit_weights}.')
 
     def predict(self,
                 batch_inputs: Tensor,
@@ -458,8 +349,7 @@ class RTDETR(DetectionTransformer):
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """Compute the losses (see :class:`RTDETRHead`)."""
-        # Training takes over layers a partial load left initial.
-        self.unfit_weights = None
+        self.mark_trained()
         losses = super().loss(batch_inputs, batch_data_samples)
         if self.dn_query_generator is not None:
             # With no ground truth in the batch there are no denoising
@@ -468,9 +358,3 @@ class RTDETR(DetectionTransformer):
             unused = self.dn_query_generator.label_embedding.weight.sum()
             losses['dn_loss_cls'] = losses['dn_loss_cls'] + 0 * unused
         return losses
-
-    def switch_to_deploy(self) -> None:
-        """Fold the backbone and the encoder's re-parameterisable blocks."""
-        for module in (self.backbone, self.neck):
-            switch_to_deploy(module)
-

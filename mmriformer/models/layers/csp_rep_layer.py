@@ -5,7 +5,7 @@ from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from .rep_conv import RepVggBlock
+from .repvgg_block import RepVggBlock
 
 
 class CSPRepLayer(BaseModule):

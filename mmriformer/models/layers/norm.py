@@ -1,33 +1,28 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
 from mmdet.registry import MODELS
-from torch import Tensor, nn
+from mmpretrain.models.utils import LayerNorm2d
+from torch import nn
+
+# mmpretrain registers LN2d in its own scope only; mmcv's build_norm_layer
+# looks in the current one, so mmdet configs need it in mmdet's.
+MODELS.register_module('LN2d', module=LayerNorm2d)
 
 
-@MODELS.register_module('LN2d')
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an (N, C, H, W) tensor.
-
-    Each pixel is normalised over its C channels, as mmpretrain's ``LN2d``.
-    Registered as ``LN2d`` in mmdet's scope, so ``norm_cfg=dict(type='LN2d')``
-    works in mmdet configs through mmcv's ``build_norm_layer``.
+def build_affine_free_norm(norm_cfg: dict, channels: int) -> nn.Module:
+    """Build a norm layer of ``norm_cfg`` without affine parameters.
 
     Args:
-        num_channels (int): Number of channels C.
-        **kwargs: Passed to :class:`torch.nn.LayerNorm` (``eps``,
-            ``elementwise_affine``).
+        norm_cfg (dict): Norm config, e.g. ``dict(type='GN', num_groups=1)``.
+        channels (int): Number of channels.
+
+    Returns:
+        nn.Module: The norm, normalising only (statistics buffers kept).
     """
-
-    def __init__(self, num_channels: int, **kwargs) -> None:
-        super().__init__(num_channels, **kwargs)
-        self.num_channels = num_channels
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalise ``x`` of shape (N, C, H, W) over C."""
-        if x.dim() != 4:
-            raise ValueError(f'LN2d expects an (N, C, H, W) tensor, got '
-                             f'shape {tuple(x.shape)}')
-        x = F.layer_norm(
-            x.permute(0, 2, 3, 1), self.normalized_shape, self.weight,
-            self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+    norm = build_norm_layer(norm_cfg, channels)[1]
+    norm.register_parameter('weight', None)
+    norm.register_parameter('bias', None)
+    for flag in ('affine', 'elementwise_affine'):
+        if hasattr(norm, flag):
+            setattr(norm, flag, False)
+    return norm

@@ -4,27 +4,12 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.models.layers import MLP, inverse_sigmoid
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from ..utils.precision import at_least_float32
-from .mlp import MLP
 from .ms_deform_attn import MSDeformableAttention, SpatialShapes
-
-
-def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """The logit of ``x``, clipped so that 0 and 1 stay finite.
-
-    Args:
-        x (Tensor): Values in [0, 1].
-        eps (float): Lower bound of ``x`` and ``1 - x`` before the log.
-            Defaults to 1e-5, as in RT-DETR.
-
-    Returns:
-        Tensor: ``log(x / (1 - x))``, same shape as ``x``.
-    """
-    x = x.clamp(0, 1)
-    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
 
 
 class RTDETRDecoderLayer(nn.Module):
@@ -125,15 +110,15 @@ class RTDETRDecoder(nn.Module):
 
     Each layer takes the boxes of the previous one as reference points and
     as the input of ``query_pos_head`` (an MLP on the box, not a sine
-    embedding). After the layer, ``bbox_heads[i]`` predicts a box delta in
-    logit space and ``score_heads[i]`` the class logits.
+    embedding). After the layer, ``reg_branches[i]`` predicts a box delta in
+    logit space and ``cls_branches[i]`` the class logits.
 
-    The prediction heads are passed to :meth:`forward` instead of being
-    owned here, as mmdet's DINO decoder takes ``reg_branches``: in an mmdet
-    detector they belong to the bbox head (``cls_branches`` /
-    ``reg_branches``, whose extra last entry scores the encoder's
-    proposals), where its losses, ``init_weights`` and checkpoints expect
-    them. The decoder only uses entries ``0 .. num_layers - 1``.
+    The branches are passed to :meth:`forward` instead of being owned here,
+    as mmdet's ``DeformableDetrTransformerDecoder`` takes ``reg_branches``:
+    in an mmdet detector they belong to the bbox head (with one more entry,
+    which scores the encoder's proposals), where its losses,
+    ``init_weights`` and checkpoints expect them. The decoder only uses
+    entries ``0 .. num_layers - 1``.
 
     ``eval_idx`` selects the decoder depth at inference: in eval mode only
     layers ``0 .. eval_idx`` run, so a model trained with all layers can be
@@ -194,8 +179,8 @@ class RTDETRDecoder(nn.Module):
                 reference_points: Tensor,
                 value: Tensor,
                 spatial_shapes: SpatialShapes,
-                bbox_heads: Sequence[nn.Module],
-                score_heads: Sequence[nn.Module],
+                reg_branches: Sequence[nn.Module],
+                cls_branches: Sequence[nn.Module],
                 attn_mask: Optional[Tensor] = None,
                 value_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Run the layers and predict boxes and logits after each.
@@ -211,12 +196,12 @@ class RTDETRDecoder(nn.Module):
                 (N, L, embed_dims).
             spatial_shapes (Sequence[Tuple[int, int]]): (H, W) of each level
                 as Python ints, e.g. ``[tuple(f.shape[-2:]) for f in feats]``.
-            bbox_heads (Sequence[nn.Module]): At least ``num_layers``
-                modules (e.g. an ``nn.ModuleList``); ``bbox_heads[i]`` maps
-                (N, Lq, embed_dims) to a (N, Lq, 4) delta added to the
+            reg_branches (Sequence[nn.Module]): At least ``num_layers``
+                modules (e.g. an ``nn.ModuleList``); ``reg_branches[i]``
+                maps (N, Lq, embed_dims) to a (N, Lq, 4) delta added to the
                 logit of layer i's reference box.
-            score_heads (Sequence[nn.Module]): At least ``num_layers``
-                modules; ``score_heads[i]`` maps (N, Lq, embed_dims) to
+            cls_branches (Sequence[nn.Module]): At least ``num_layers``
+                modules; ``cls_branches[i]`` maps (N, Lq, embed_dims) to
                 (N, Lq, num_classes) logits.
             attn_mask (Tensor, optional): Bool self-attention mask of shape
                 (Lq, Lq) or (N * num_heads, Lq, Lq); True blocks query i from
@@ -232,10 +217,10 @@ class RTDETRDecoder(nn.Module):
             ``num_layers`` in training and ``eval_idx + 1`` in eval mode, so
             the last entry is always the prediction to use.
         """
-        if min(len(bbox_heads), len(score_heads)) < self.num_layers:
+        if min(len(reg_branches), len(cls_branches)) < self.num_layers:
             raise ValueError(
-                f'{self.num_layers} layers need as many bbox and score heads, '
-                f'got {len(bbox_heads)} and {len(score_heads)}')
+                f'{self.num_layers} layers need as many reg and cls '
+                f'branches, got {len(reg_branches)} and {len(cls_branches)}')
         num_run = self.num_layers if self.training else self.eval_idx + 1
 
         all_logits, all_boxes = [], []
@@ -244,13 +229,13 @@ class RTDETRDecoder(nn.Module):
         for i in range(num_run):
             query = self.layers[i](query, self.query_pos_head(ref), ref, value,
                                    spatial_shapes, attn_mask, value_mask)
-            delta = at_least_float32(bbox_heads[i](query))
+            delta = at_least_float32(reg_branches[i](query))
             # "Look forward twice" (DINO): the box reported for layer i
             # refines the undetached box of layer i - 1, so layer i's loss
-            # also trains layer i - 1's box head. Its value equals the next
+            # also trains layer i - 1's reg branch. Its value equals the next
             # reference, which stays detached as in Deformable DETR.
             all_boxes.append((delta + inverse_sigmoid(prev_box)).sigmoid())
-            all_logits.append(score_heads[i](query))
+            all_logits.append(cls_branches[i](query))
             prev_box = (delta + inverse_sigmoid(ref)).sigmoid()
             ref = prev_box.detach()
         return torch.stack(all_logits), torch.stack(all_boxes)

@@ -8,10 +8,11 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from ...utils.deprecation import renamed_kwargs
 from ..layers.aifi_layer import AIFILayer
 from ..layers.csp_rep_layer import CSPRepLayer
 from ..layers.positional_encoding import build_2d_sincos_position_embedding
-from ..layers.rep_conv import RepVggBlock
+from ..layers.repvgg_block import RepVggBlock
 
 
 @MODELS.register_module()
@@ -21,7 +22,7 @@ class HybridEncoder(BaseModule):
     Three steps (RT-DETR, "DETRs Beat YOLOs on Real-time Object Detection"):
 
     1. Input projections: a 1x1 conv (no bias) and a norm per level, no
-       activation, to ``hidden_dim`` channels.
+       activation, to ``embed_dims`` channels.
     2. AIFI: post-norm transformer encoder layers with a 2D sin-cos
        position embedding, on the levels in ``use_encoder_idx`` only (the
        stride-32 map by default).
@@ -29,16 +30,21 @@ class HybridEncoder(BaseModule):
        concat, :class:`CSPRepLayer`) then a bottom-up PAN (3x3 stride-2
        Conv-Norm-Act, concat, :class:`CSPRepLayer`).
 
+    Arguments take the names of mmdet's DETR layers (``embed_dims``,
+    ``feedforward_channels``); the old ``hidden_dim`` and
+    ``dim_feedforward`` still work in this release, with a deprecation
+    warning.
+
     Args:
         in_channels (Sequence[int]): Channels of each input level, finest
             first: the backbone's out channels. Defaults to
             (512, 1024, 2048).
         feat_strides (Sequence[int]): Stride of each input level.
             Defaults to (8, 16, 32).
-        hidden_dim (int): Channels of the encoder and of every output.
+        embed_dims (int): Channels of the encoder and of every output.
             Defaults to 256.
         num_heads (int): Attention heads of AIFI. Defaults to 8.
-        dim_feedforward (int): FFN hidden channels of AIFI.
+        feedforward_channels (int): FFN hidden channels of AIFI.
             Defaults to 1024.
         dropout (float): Dropout rate of AIFI. Defaults to 0.
         enc_act_cfg (dict): FFN activation of AIFI. Defaults to
@@ -49,7 +55,7 @@ class HybridEncoder(BaseModule):
         pe_temperature (float): Temperature of the position embedding.
             Defaults to 10000.
         expansion (float): Hidden channels of each CSPRepLayer over
-            ``hidden_dim``. Defaults to 1.0.
+            ``embed_dims``. Defaults to 1.0.
         depth_mult (float): RepVGG blocks per CSPRepLayer are
             ``round(3 * depth_mult)``. Defaults to 1.0.
         act_cfg (dict): Activation of the CCFM convs. Defaults to
@@ -67,12 +73,14 @@ class HybridEncoder(BaseModule):
             Defaults to None.
     """
 
+    @renamed_kwargs(
+        hidden_dim='embed_dims', dim_feedforward='feedforward_channels')
     def __init__(self,
                  in_channels: Sequence[int] = (512, 1024, 2048),
                  feat_strides: Sequence[int] = (8, 16, 32),
-                 hidden_dim: int = 256,
+                 embed_dims: int = 256,
                  num_heads: int = 8,
-                 dim_feedforward: int = 1024,
+                 feedforward_channels: int = 1024,
                  dropout: float = 0.,
                  enc_act_cfg: dict = dict(type='GELU'),
                  use_encoder_idx: Sequence[int] = (2, ),
@@ -100,27 +108,26 @@ class HybridEncoder(BaseModule):
                     f'has {idx}, but in_channels={self.in_channels} gives '
                     f'levels 0..{num_levels - 1}.')
         self.use_encoder_idx = [idx % num_levels for idx in use_encoder_idx]
-        if self.use_encoder_idx and hidden_dim % 4 != 0:
+        if self.use_encoder_idx and embed_dims % 4 != 0:
             raise ValueError(
-                f'HybridEncoder hidden_dim={hidden_dim} must be divisible '
+                f'HybridEncoder embed_dims={embed_dims} must be divisible '
                 f'by 4 for the 2D sin-cos position embedding of AIFI.')
-        self.hidden_dim = hidden_dim
+        self.embed_dims = embed_dims
         self.pe_temperature = pe_temperature
         self.eval_spatial_size = None if eval_spatial_size is None else \
             tuple(eval_spatial_size)
-        self.out_channels = [hidden_dim] * num_levels
-        self.deploy = deploy
+        self.out_channels = [embed_dims] * num_levels
 
         self.input_proj = nn.ModuleList([
-            ConvModule(c, hidden_dim, 1, norm_cfg=norm_cfg, act_cfg=None)
+            ConvModule(c, embed_dims, 1, norm_cfg=norm_cfg, act_cfg=None)
             for c in self.in_channels
         ])
         self.encoder = nn.ModuleList([
             nn.ModuleList([
                 AIFILayer(
-                    hidden_dim,
+                    embed_dims,
                     num_heads,
-                    dim_feedforward,
+                    feedforward_channels,
                     dropout=dropout,
                     act_cfg=enc_act_cfg) for _ in range(num_encoder_layers)
             ]) for _ in self.use_encoder_idx
@@ -131,48 +138,44 @@ class HybridEncoder(BaseModule):
         self.fpn_blocks = nn.ModuleList()
         self.downsample_convs = nn.ModuleList()
         self.pan_blocks = nn.ModuleList()
+
+        def fusion_block():
+            """Fuses a concatenation of two levels back to embed_dims."""
+            return CSPRepLayer(
+                embed_dims * 2,
+                embed_dims,
+                num_blocks=num_blocks,
+                expansion=expansion,
+                norm_cfg=norm_cfg,
+                act_cfg=act_cfg,
+                deploy=deploy)
+
         for _ in range(num_levels - 1):
             self.lateral_convs.append(
                 ConvModule(
-                    hidden_dim,
-                    hidden_dim,
+                    embed_dims,
+                    embed_dims,
                     1,
                     norm_cfg=norm_cfg,
                     act_cfg=act_cfg))
-            self.fpn_blocks.append(
-                CSPRepLayer(
-                    hidden_dim * 2,
-                    hidden_dim,
-                    num_blocks=num_blocks,
-                    expansion=expansion,
-                    norm_cfg=norm_cfg,
-                    act_cfg=act_cfg,
-                    deploy=deploy))
+            self.fpn_blocks.append(fusion_block())
             self.downsample_convs.append(
                 ConvModule(
-                    hidden_dim,
-                    hidden_dim,
+                    embed_dims,
+                    embed_dims,
                     3,
                     stride=2,
                     padding=1,
                     norm_cfg=norm_cfg,
                     act_cfg=act_cfg))
-            self.pan_blocks.append(
-                CSPRepLayer(
-                    hidden_dim * 2,
-                    hidden_dim,
-                    num_blocks=num_blocks,
-                    expansion=expansion,
-                    norm_cfg=norm_cfg,
-                    act_cfg=act_cfg,
-                    deploy=deploy))
+            self.pan_blocks.append(fusion_block())
 
         if self.eval_spatial_size is not None:
             for idx in self.use_encoder_idx:
                 h, w = self._eval_feat_size(idx)
                 self.register_buffer(
                     f'pos_embed{idx}',
-                    build_2d_sincos_position_embedding(w, h, hidden_dim,
+                    build_2d_sincos_position_embedding(w, h, embed_dims,
                                                        pe_temperature),
                     persistent=False)
 
@@ -184,7 +187,7 @@ class HybridEncoder(BaseModule):
 
     def _position_embedding(self, idx: int, h: int, w: int,
                             ref: Tensor) -> Tensor:
-        """The (1, h * w, hidden_dim) embedding of level ``idx``.
+        """The (1, h * w, embed_dims) embedding of level ``idx``.
 
         Decided on static shapes only, so tracing and export see no
         data-dependent branch.
@@ -194,7 +197,7 @@ class HybridEncoder(BaseModule):
             pos = getattr(self, f'pos_embed{idx}')
         else:
             pos = build_2d_sincos_position_embedding(
-                w, h, self.hidden_dim, self.pe_temperature, device=ref.device)
+                w, h, self.embed_dims, self.pe_temperature, device=ref.device)
         return pos.to(ref.dtype)
 
     def _check_inputs(self, feats: Sequence[Tensor]) -> None:
@@ -222,7 +225,7 @@ class HybridEncoder(BaseModule):
 
         Returns:
             tuple[Tensor]: One map per level, of shape
-            (N, hidden_dim, H_i, W_i).
+            (N, embed_dims, H_i, W_i).
         """
         self._check_inputs(feats)
         proj_feats = [proj(feat) for proj, feat in zip(self.input_proj, feats)]
@@ -255,9 +258,12 @@ class HybridEncoder(BaseModule):
                 [downsampled, inner_outs[i + 1]], 1)))
         return tuple(outs)
 
-    def switch_to_deploy(self) -> None:
-        """Fuse every RepVGG block; eval-mode outputs stay the same."""
-        for module in list(self.modules()):
-            if isinstance(module, RepVggBlock):
-                module.switch_to_deploy()
-        self.deploy = True
+    @property
+    def deploy(self) -> bool:
+        """Whether the RepVGG blocks are in their fused deploy form.
+
+        Read from the blocks, which :func:`switch_to_deploy` folds one by
+        one.
+        """
+        return all(module.deploy for module in self.modules()
+                   if isinstance(module, RepVggBlock))

@@ -1,12 +1,15 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .conv_fusion import fuse_conv_bn, pad_1x1_to_3x3
-from .deploy import switch_to_deploy
 from .precision import at_least_float32
-from .reparam import (fold_affine_into_norm, fold_norm_affine_into_conv,
-                      scale_conv_output, scale_norm)
+from .reparam import (fold_affine_into_norm, fold_conv_module,
+                      fold_norm_affine_into_conv, fold_riformer_block_state,
+                      pad_1x1_to_3x3, reparam_leaves, scale_conv_output,
+                      scale_norm, switch_to_deploy, unknown_keys_of_leaves)
+from .unfit_weights import UnfitWeightsMixin, note_unfit_weights_hook
 
 __all__ = [
-    'switch_to_deploy', 'fold_affine_into_norm', 'fold_norm_affine_into_conv',
-    'scale_conv_output', 'scale_norm', 'fuse_conv_bn', 'pad_1x1_to_3x3',
-    'at_least_float32'
+    'at_least_float32', 'fold_affine_into_norm', 'fold_conv_module',
+    'fold_norm_affine_into_conv', 'fold_riformer_block_state',
+    'pad_1x1_to_3x3', 'reparam_leaves', 'scale_conv_output', 'scale_norm',
+    'switch_to_deploy', 'unknown_keys_of_leaves', 'UnfitWeightsMixin',
+    'note_unfit_weights_hook'
 ]

@@ -1,15 +1,26 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""The algebra of RIFormer's structural re-parameterisation.
+"""Structural re-parameterisation: folding train forms into deploy forms.
 
-Pure tensor functions, so the folding can be tested without building a model.
-Notation: a norm with per-channel affine computes ``gamma * x_hat + beta``;
-the training-time token mixer is ``T(z) = s * z + t - z``; a layer scale
-multiplies a branch by a per-channel vector ``ls``.
+Three layers, from the bottom:
+
+- pure tensor functions (the algebra), testable without building a model.
+  Notation: a norm with per-channel affine computes ``gamma * x_hat + beta``;
+  RIFormer's training-time token mixer is ``T(z) = s * z + t - z``; a layer
+  scale multiplies a branch by a per-channel vector ``ls``;
+- state-dict and module folds built on them: a RIFormer block's weights
+  (:func:`fold_riformer_block_state`), a Conv(-BN) module
+  (:func:`fold_conv_module`);
+- :func:`switch_to_deploy`, the one entry point that folds a whole model by
+  asking each re-parameterisable leaf module to fold itself.
 """
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 
 def fold_affine_into_norm(gamma: Tensor, beta: Tensor, scale: Tensor,
@@ -86,3 +97,189 @@ def scale_conv_output(weight: Tensor, bias: Optional[Tensor],
     if bias is None:
         bias = torch.zeros_like(layer_scale)
     return weight * layer_scale.reshape(-1, 1, 1, 1), bias * layer_scale
+
+
+def pad_1x1_to_3x3(weight: Tensor) -> Tensor:
+    """Zero-pad a 1x1 kernel to the 3x3 kernel with the same output.
+
+    A 1x1 conv without padding equals this 3x3 conv with padding 1 (same
+    stride), so the two kernels of a RepVGG block can be summed.
+
+    Args:
+        weight (Tensor): Conv weight, shape (C_out, C_in, 1, 1).
+
+    Returns:
+        Tensor: The weight of shape (C_out, C_in, 3, 3), zero except at the
+        centre.
+    """
+    if weight.shape[-2:] != (1, 1):
+        raise ValueError(f'pad_1x1_to_3x3 expects a 1x1 kernel, got weight '
+                         f'of shape {tuple(weight.shape)}')
+    return F.pad(weight, [1, 1, 1, 1])
+
+
+def fold_conv_module(module: ConvModule) -> Tuple[Tensor, Tensor]:
+    """The weight and bias of one conv equal to a Conv(-BN) ConvModule.
+
+    Args:
+        module (ConvModule): A conv followed by a BatchNorm or by no norm,
+            with no activation.
+
+    Returns:
+        tuple[Tensor, Tensor]: Weight (C_out, C_in, kh, kw) and bias
+        (C_out,), detached.
+    """
+    conv = module.conv
+    if not module.with_norm:
+        bias = conv.bias
+        if bias is None:
+            bias = conv.weight.new_zeros(conv.out_channels)
+        return conv.weight.detach(), bias.detach()
+    norm = module.norm
+    if not isinstance(norm, _BatchNorm) or norm.running_mean is None:
+        raise TypeError(
+            f'Only a BatchNorm with running statistics can be folded into a '
+            f'conv, got {norm!r}; build the block with norm_cfg='
+            f'dict(type="BN") or dict(type="SyncBN").')
+    weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias,
+                                        norm.running_mean, norm.running_var,
+                                        norm.eps, norm.weight, norm.bias)
+    return weight.detach(), bias.detach()
+
+
+# The keys of one RIFormer block in the train form and in mmpretrain's
+# deploy form (which keeps the layer scales unfolded).
+_SHARED_KEYS = ('layer_scale_1', 'layer_scale_2', 'norm2.weight', 'norm2.bias',
+                'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight',
+                'mlp.fc2.bias')
+TRAIN_FORM_KEYS = ('norm1.weight', 'norm1.bias', 'token_mixer.affine.weight',
+                   'token_mixer.affine.bias') + _SHARED_KEYS
+MMPRETRAIN_DEPLOY_KEYS = ('norm_reparam.weight',
+                          'norm_reparam.bias') + _SHARED_KEYS
+
+
+def fold_riformer_block_state(state: Dict[str, Tensor],
+                              prefix: str = '') -> None:
+    """Convert one RIFormer block's weights to our deploy form, in place.
+
+    Accepts the train form (``norm1``, ``token_mixer``, layer scales) and
+    mmpretrain's deploy form (``norm_reparam`` without the layer scale folded
+    in). Weights already in our deploy form are left as they are.
+
+    Args:
+        state (dict[str, Tensor]): A state dict holding the block's weights.
+        prefix (str): The block's key prefix, e.g. ``'network.0.1.'``.
+
+    Raises:
+        ValueError: The block's weights are incomplete.
+    """
+
+    def pop(name):
+        return state.pop(prefix + name)
+
+    if prefix + 'token_mixer.affine.weight' in state:
+        needed = TRAIN_FORM_KEYS
+    elif prefix + 'layer_scale_1' in state:
+        needed = MMPRETRAIN_DEPLOY_KEYS
+    else:
+        return
+    missing = [prefix + k for k in needed if prefix + k not in state]
+    if missing:
+        raise ValueError(
+            f'Incomplete RIFormer block weights at {prefix!r}: missing '
+            f'{missing}. The checkpoint is truncated or holds another '
+            f'model; check the file and the arch.')
+    if needed is TRAIN_FORM_KEYS:
+        gamma, beta = fold_affine_into_norm(
+            pop('norm1.weight'), pop('norm1.bias'),
+            pop('token_mixer.affine.weight'), pop('token_mixer.affine.bias'))
+        # Statistics buffers (BN's running mean/var) move with the norm.
+        for key in [k for k in state if k.startswith(prefix + 'norm1.')]:
+            name = key[len(prefix + 'norm1.'):]
+            state[prefix + 'norm_reparam.' + name] = state.pop(key)
+    else:
+        gamma, beta = pop('norm_reparam.weight'), pop('norm_reparam.bias')
+    gamma, beta = scale_norm(gamma, beta, pop('layer_scale_1'))
+    fc1_w, fc1_b = fold_norm_affine_into_conv(
+        pop('mlp.fc1.weight'), pop('mlp.fc1.bias'), pop('norm2.weight'),
+        pop('norm2.bias'))
+    fc2_w, fc2_b = scale_conv_output(
+        pop('mlp.fc2.weight'), pop('mlp.fc2.bias'), pop('layer_scale_2'))
+    state.update({
+        prefix + 'norm_reparam.weight': gamma,
+        prefix + 'norm_reparam.bias': beta,
+        prefix + 'mlp.fc1.weight': fc1_w,
+        prefix + 'mlp.fc1.bias': fc1_b,
+        prefix + 'mlp.fc2.weight': fc2_w,
+        prefix + 'mlp.fc2.bias': fc2_b,
+    })
+
+
+def _folds(module: nn.Module) -> bool:
+    return callable(getattr(module, 'switch_to_deploy', None))
+
+
+def reparam_leaves(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """The innermost modules that fold themselves, with their names.
+
+    These are the modules with a ``switch_to_deploy()`` method and no such
+    module inside them: RIFormer blocks and patch embeddings, RepVGG blocks.
+    A container's ``switch_to_deploy()`` (the RIFormer backbone's, kept for
+    mmpretrain's tools) only delegates to :func:`switch_to_deploy`.
+
+    Args:
+        model (nn.Module): The model.
+
+    Returns:
+        list[tuple[str, nn.Module]]: The leaves, in ``named_modules`` order.
+    """
+    return [(name, module) for name, module in model.named_modules()
+            if _folds(module) and not any(
+                _folds(child) for child in module.modules()
+                if child is not module)]
+
+
+def unknown_keys_of_leaves(model: nn.Module, keys: List[str],
+                           deploy: bool) -> List[str]:
+    """``keys`` (relative to ``model``) that fall inside a re-parameterisable
+    module in the given form under a name that module does not have (e.g.
+    ``norm_reparam`` in a train-form RIFormer block): weights of the other
+    form.
+
+    Args:
+        model (nn.Module): The model.
+        keys (list[str]): State-dict keys, relative to ``model``.
+        deploy (bool): Look inside modules in deploy (True) or train form.
+
+    Returns:
+        list[str]: The keys found.
+    """
+    found = []
+    for name, leaf in reparam_leaves(model):
+        if bool(getattr(leaf, 'deploy', False)) != deploy:
+            continue
+        prefix = name + '.'
+        names = set(leaf._modules) | set(leaf._parameters) | set(
+            leaf._buffers)
+        found += [k for k in keys if k.startswith(prefix)
+                  and k[len(prefix):].split('.')[0] not in names]
+    return found
+
+
+def switch_to_deploy(model: nn.Module) -> nn.Module:
+    """Fold every re-parameterisable module of ``model`` into deploy form.
+
+    Works on any model (a bare backbone, an mmdet detector, an mmpretrain
+    classifier): each leaf of :func:`reparam_leaves` folds itself, and
+    leaves already in deploy form stay as they are. Eval-mode outputs stay
+    the same up to float rounding; frozen parameters stay frozen.
+
+    Args:
+        model (nn.Module): The model, changed in place.
+
+    Returns:
+        nn.Module: The same model, for chaining.
+    """
+    for _, leaf in reparam_leaves(model):
+        leaf.switch_to_deploy()
+    return model

@@ -7,7 +7,7 @@ from mmdet.registry import MODELS
 
 from mmriformer.models.layers import (MSDeformableAttention,
                                       multi_scale_deformable_attn)
-from mmriformer.testing import assert_float64_close
+from mmriformer.testing import assert_float64_close, random_queries
 
 # Non-square levels, different in both directions.
 SHAPES = [(5, 7), (3, 2), (1, 4)]
@@ -133,16 +133,8 @@ def build_module(**kwargs):
             **kwargs))
 
 
-def module_inputs(num_batch=2, num_query=6, embed_dims=16, seed=1,
-                  dtype=torch.float32):
-    gen = torch.Generator().manual_seed(seed)
-    query = torch.randn(num_batch, num_query, embed_dims, generator=gen)
-    centres = torch.rand(num_batch, num_query, 2, generator=gen) * .6 + .2
-    sizes = torch.rand(num_batch, num_query, 2, generator=gen) * .3 + .1
-    value = torch.randn(
-        num_batch, sum(h * w for h, w in SHAPES), embed_dims, generator=gen)
-    return [t.to(dtype) for t in (query, torch.cat([centres, sizes], -1),
-                                  value)]
+def module_inputs(dtype=torch.float32):
+    return random_queries(SHAPES, 2, 6, 16, seed=1, dtype=dtype)
 
 
 def test_module_init():

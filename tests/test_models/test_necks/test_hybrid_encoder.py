@@ -11,11 +11,11 @@ from mmriformer.models import switch_to_deploy
 from mmriformer.models.layers import (AIFILayer, CSPRepLayer, RepVggBlock,
                                       build_2d_sincos_position_embedding)
 from mmriformer.models.necks import HybridEncoder
-from mmriformer.testing import (assert_float64_close, max_rel_diff,
-                                randomize_)
+from mmriformer.testing import (assert_float64_close, logged_messages,
+                                max_rel_diff, randomize_)
 
 IN_CHANNELS = [128, 320, 512]  # RIFormer-S at out_indices=(2, 4, 6)
-SMALL = dict(hidden_dim=32, num_heads=4, dim_feedforward=64)
+SMALL = dict(embed_dims=32, num_heads=4, feedforward_channels=64)
 
 
 def _encoder(**kwargs):
@@ -144,8 +144,49 @@ def test_invalid_arguments():
         _encoder(feat_strides=[16, 32])
     with pytest.raises(ValueError, match='use_encoder_idx'):
         _encoder(use_encoder_idx=[3])
-    with pytest.raises(ValueError, match='hidden_dim=30'):
-        _encoder(hidden_dim=30, num_heads=2)
+    with pytest.raises(ValueError, match='embed_dims=30'):
+        _encoder(embed_dims=30, num_heads=2)
+
+
+def test_deprecated_names_build_the_same_encoder():
+    torch.manual_seed(0)
+    new = _encoder()
+    torch.manual_seed(0)
+    with logged_messages() as logged, \
+            pytest.warns(DeprecationWarning) as warned:
+        old = MODELS.build(
+            dict(
+                type='HybridEncoder',
+                in_channels=IN_CHANNELS,
+                hidden_dim=32,
+                num_heads=4,
+                dim_feedforward=64))
+    expected = ['hidden_dim is deprecated and will be removed in the next '
+                'release; use embed_dims instead (embed_dims=32)',
+                'dim_feedforward is deprecated and will be removed in the '
+                'next release; use feedforward_channels instead '
+                '(feedforward_channels=64)']
+    for text in expected:
+        assert any(text in str(w.message) for w in warned), text
+        assert any(text in message for message in logged), text
+    assert old.embed_dims == 32
+    new_state, old_state = new.state_dict(), old.state_dict()
+    assert list(new_state) == list(old_state)
+    assert all(torch.equal(new_state[k], old_state[k]) for k in new_state)
+
+
+def test_deprecated_name_next_to_new_one():
+    # The same value twice is only deprecated.
+    with pytest.warns(DeprecationWarning, match='use embed_dims instead'):
+        assert _encoder(hidden_dim=32).embed_dims == 32
+    with pytest.raises(ValueError, match='HybridEncoder got hidden_dim=64 '
+                       'and embed_dims=32; hidden_dim is the old name of '
+                       'embed_dims: set only embed_dims'):
+        _encoder(hidden_dim=64)
+    with pytest.raises(ValueError, match='got dim_feedforward=32 and '
+                       'feedforward_channels=64; dim_feedforward is the old '
+                       'name of feedforward_channels'):
+        _encoder(dim_feedforward=32)
 
 
 def _slow_sincos(w, h, embed_dim, temperature):

@@ -7,7 +7,7 @@ from torch import nn
 
 from mmriformer.models import switch_to_deploy
 from mmriformer.models.layers import CSPRepLayer, RepVggBlock
-from mmriformer.models.utils import fuse_conv_bn, pad_1x1_to_3x3
+from mmriformer.models.utils import fold_conv_module, pad_1x1_to_3x3
 from mmriformer.testing import assert_float64_close, randomize_
 
 # Folds are checked in float64, where the folded and unfolded forms differ
@@ -28,19 +28,30 @@ def _random_bn(channels, affine=True):
     return bn.eval()
 
 
+@pytest.mark.filterwarnings('ignore:Unnecessary conv bias')
 @pytest.mark.parametrize('with_bias', [False, True])
 @pytest.mark.parametrize('affine', [True, False])
-def test_fuse_conv_bn(with_bias, affine):
+def test_fold_conv_module(with_bias, affine):
     torch.manual_seed(0)
-    conv = nn.Conv2d(6, 10, 3, padding=1, bias=with_bias, **F64)
-    bn = _random_bn(10, affine)
+    module = ConvModule(6, 10, 3, padding=1, bias=with_bias,
+                        norm_cfg=dict(type='BN', affine=affine),
+                        act_cfg=None).to(torch.float64).eval()
+    setattr(module, module.norm_name, _random_bn(10, affine))
     x = torch.randn(2, 6, 7, 5, **F64)
     with torch.no_grad():
-        expected = bn(conv(x))
-        weight, bias = fuse_conv_bn(conv.weight, conv.bias, bn.running_mean,
-                                    bn.running_var, bn.weight, bn.bias, bn.eps)
+        expected = module(x)
+        weight, bias = fold_conv_module(module)
         got = F.conv2d(x, weight, bias, padding=1)
+    assert not weight.requires_grad and not bias.requires_grad
     assert_float64_close(expected, got)
+
+
+def test_fold_conv_module_without_norm():
+    conv = ConvModule(3, 4, 1, norm_cfg=None, act_cfg=None, bias=False)
+    weight, bias = fold_conv_module(conv)
+    assert weight is conv.conv.weight.detach() or torch.equal(
+        weight, conv.conv.weight)
+    assert torch.equal(bias, torch.zeros(4))
 
 
 @pytest.mark.parametrize('stride', [1, 2])

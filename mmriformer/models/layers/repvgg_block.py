@@ -1,41 +1,12 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import torch
 from mmcv.cnn import ConvModule, build_activation_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..utils.conv_fusion import fuse_conv_bn, pad_1x1_to_3x3
-
-
-def fold_conv_module(module: ConvModule) -> Tuple[Tensor, Tensor]:
-    """The weight and bias of one conv equal to a Conv(-BN) ConvModule.
-
-    Args:
-        module (ConvModule): A conv followed by a BatchNorm or by no norm,
-            with no activation.
-
-    Returns:
-        tuple[Tensor, Tensor]: Weight (C_out, C_in, kh, kw) and bias
-        (C_out,), detached.
-    """
-    conv = module.conv
-    if not module.with_norm:
-        bias = conv.bias
-        if bias is None:
-            bias = conv.weight.new_zeros(conv.out_channels)
-        return conv.weight.detach(), bias.detach()
-    norm = module.norm
-    if not isinstance(norm, _BatchNorm) or norm.running_mean is None:
-        raise TypeError(
-            f'Only a BatchNorm with running statistics can be folded into a '
-            f'conv, got {norm!r}; build the block with norm_cfg='
-            f'dict(type="BN") or dict(type="SyncBN").')
-    with torch.no_grad():
-        return fuse_conv_bn(conv.weight, conv.bias, norm.running_mean,
-                            norm.running_var, norm.weight, norm.bias, norm.eps)
+from ..utils.reparam import fold_conv_module, pad_1x1_to_3x3
 
 
 class RepVggBlock(BaseModule):
@@ -95,10 +66,11 @@ class RepVggBlock(BaseModule):
         """Fuse both branches into one 3x3 conv, in place.
 
         Uses the BN running statistics, so the outputs stay the same in eval
-        mode. Calling it again does nothing.
+        mode; a frozen block stays frozen. Calling it again does nothing.
         """
         if self.deploy:
             return
+        frozen = not self.conv1.conv.weight.requires_grad
         weight, bias = fold_conv_module(self.conv1)
         weight_1x1, bias_1x1 = fold_conv_module(self.conv2)
         conv = nn.Conv2d(
@@ -111,6 +83,7 @@ class RepVggBlock(BaseModule):
         with torch.no_grad():
             conv.weight.copy_(weight + pad_1x1_to_3x3(weight_1x1))
             conv.bias.copy_(bias + bias_1x1)
+        conv.requires_grad_(not frozen)
         del self.conv1, self.conv2
         self.conv = conv
         self.deploy = True
