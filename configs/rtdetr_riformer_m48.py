@@ -1,4 +1,5 @@
-# RT-DETR-RIFormer-M48: sized like RT-DETR-R101 (6 decoder layers, expansion 1.0).
+# RT-DETR-RIFormer-M48: the decoder and encoder of RT-DETR-R50 (6 decoder layers,
+# expansion 1.0); R101 also widens its encoder to 384 channels.
 _base_ = './_base_/rtdetr_riformer_coco.py'
 
 model = dict(

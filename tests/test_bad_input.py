@@ -135,14 +135,12 @@ def test_num_classes_differs_from_dataset_classes(tiny, tmp_path):
 
 
 @pytest.mark.parametrize('overrides, message', [
-    ({'neck.embed_dims': 16}, r'The decoder works on 32 channels but the '
-     r'neck gives \[16, 16, 16\]; set neck.embed_dims to 32'),
     ({'bbox_head.embed_dims': 16}, r'bbox_head.embed_dims=16 but the '
      r'decoder works on 32 channels; set bbox_head.embed_dims to 32'),
-    ({'decoder.layer_cfg.num_levels': 4}, r'decoder.layer_cfg.num_levels=4 '
-     r'but the neck gives 3 feature levels; set decoder.layer_cfg.'
-     r'num_levels to 3'),
-], ids=['neck_embed_dims', 'head_embed_dims', 'decoder_levels'])
+    ({'decoder.layer_cfg.num_levels': 2}, r'decoder.layer_cfg.num_levels=2 '
+     r'but the encoder gives 3 feature levels; set decoder.layer_cfg.'
+     r'num_levels to at least 3'),
+], ids=['head_embed_dims', 'decoder_levels'])
 def test_width_mismatch(tiny, overrides, message):
     with pytest.raises(ValueError, match=message):
         build_model(tiny['cfg'], **overrides)

@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .backbones import RIFormer, RIFormerBlock
+from .backbones import PResNet, RIFormer, RIFormerBlock
 from .dense_heads import RTDETRHead
 from .detectors import RTDETR
 from .layers import LayerNorm2d
@@ -8,6 +8,6 @@ from .necks import HybridEncoder
 from .utils import switch_to_deploy
 
 __all__ = [
-    'RIFormer', 'RIFormerBlock', 'RTDETRHead', 'RTDETR', 'LayerNorm2d',
-    'RTDETRVarifocalLoss', 'HybridEncoder', 'switch_to_deploy'
+    'PResNet', 'RIFormer', 'RIFormerBlock', 'RTDETRHead', 'RTDETR',
+    'LayerNorm2d', 'RTDETRVarifocalLoss', 'HybridEncoder', 'switch_to_deploy'
 ]

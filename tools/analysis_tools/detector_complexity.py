@@ -50,6 +50,7 @@ UNIT_NOTE = ('GMACs (mmengine counts a multiply-add as one flop; '
 PARTS = {
     'backbone': 'backbone',
     'neck': 'hybrid encoder',
+    'decoder_input_proj': 'decoder input projection',
     'memory_proj': 'query selection',
     'decoder': 'decoder',
     'bbox_head': 'head branches',

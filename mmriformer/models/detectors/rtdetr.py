@@ -6,7 +6,8 @@ metrics, visualiser and inferencer work unchanged. Stages of
 ``forward_transformer``:
 
 - ``extract_feat``: backbone, then the hybrid encoder (the ``neck``);
-- ``pre_transformer``: flatten the encoder maps into the decoder memory;
+- ``pre_transformer``: project the encoder maps to the decoder's width
+  (1x1 conv + BN per level) and flatten them into the decoder memory;
 - ``forward_encoder``: nothing left to encode (the neck did it);
 - ``pre_decoder``: IoU-aware query selection and, in training, the
   contrastive denoising queries;
@@ -17,14 +18,14 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmdet.models.detectors.base_detr import DetectionTransformer
-from mmdet.models.layers import CdnQueryGenerator
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import ConfigType, OptConfigType
 from torch import Tensor, nn
 
 from ...utils.deprecation import warn_deprecated
-from ..layers import RTDETRDecoder
+from ..layers import (DecoderInputProjection, RTDETRCdnQueryGenerator,
+                      RTDETRDecoder)
 from ..utils import (UnfitWeightsMixin, at_least_float32,
                      note_unfit_weights_hook)
 
@@ -148,7 +149,8 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
         return num_pred_layer
 
     def _init_layers(self) -> None:
-        """Build the decoder, the memory projection and the denoiser."""
+        """Build the decoder with its input projection, the memory
+        projection and the denoiser."""
         self.decoder = RTDETRDecoder(**self.decoder)
         embed_dims = self.decoder.embed_dims
         backbone_dims = getattr(self.backbone, 'out_channels', None)
@@ -159,28 +161,20 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
                 f'{list(backbone_dims)}; set neck.in_channels to the '
                 f"backbone's out channels.")
         neck_dims = getattr(self.neck, 'out_channels', [embed_dims])
-        if any(c != embed_dims for c in neck_dims):
-            raise ValueError(
-                f'The decoder works on {embed_dims} channels but the neck '
-                f'gives {list(neck_dims)}; set neck.embed_dims to '
-                f'{embed_dims}.')
         head_dims = getattr(self.bbox_head, 'embed_dims', embed_dims)
         if head_dims != embed_dims:
             raise ValueError(
                 f'bbox_head.embed_dims={head_dims} but the decoder works on '
                 f'{embed_dims} channels; set bbox_head.embed_dims to '
                 f'{embed_dims}.')
-        num_levels = self.decoder.layers[0].cross_attn.num_levels
-        if neck_in and num_levels != len(neck_dims):
-            raise ValueError(
-                f'decoder.layer_cfg.num_levels={num_levels} but the neck '
-                f'gives {len(neck_dims)} feature levels; set '
-                f'decoder.layer_cfg.num_levels to {len(neck_dims)}.')
+        self.decoder_input_proj = DecoderInputProjection(
+            neck_dims, embed_dims,
+            self.decoder.layers[0].cross_attn.num_levels)
         self.memory_proj = nn.Sequential(
             nn.Linear(embed_dims, embed_dims), nn.LayerNorm(embed_dims))
         self.dn_query_generator = None
         if self.dn_cfg is not None:
-            self.dn_query_generator = CdnQueryGenerator(
+            self.dn_query_generator = RTDETRCdnQueryGenerator(
                 num_classes=self.bbox_head.num_classes,
                 embed_dims=embed_dims,
                 num_matching_queries=self.num_queries,
@@ -189,6 +183,7 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
     def init_weights(self) -> None:
         """Initialise the layers owned here; submodules do their own."""
         super().init_weights()
+        self.decoder_input_proj.init_weights()
         nn.init.xavier_uniform_(self.memory_proj[0].weight)
         nn.init.zeros_(self.memory_proj[0].bias)
         self.decoder.init_weights()
@@ -227,7 +222,8 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
                         img_feats: Tuple[Tensor],
                         batch_data_samples: OptSampleList = None
                         ) -> Tuple[Dict, Dict]:
-        """Flatten the encoder maps into one memory sequence.
+        """Project the encoder maps to the decoder's width and flatten them
+        into one memory sequence.
 
         Args:
             img_feats (tuple[Tensor]): Encoder maps, each (N, C, H_l, W_l).
@@ -249,9 +245,9 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
                         f'{tuple(sample.batch_input_shape)}. Resize every '
                         f'image to one size (Resize with keep_ratio=False), '
                         f'as the RT-DETR configs do.')
-        spatial_shapes = [tuple(f.shape[-2:]) for f in img_feats]
-        memory = torch.cat([f.flatten(2).transpose(1, 2) for f in img_feats],
-                           1)
+        feats = self.decoder_input_proj(img_feats)
+        spatial_shapes = [tuple(f.shape[-2:]) for f in feats]
+        memory = torch.cat([f.flatten(2).transpose(1, 2) for f in feats], 1)
         return dict(memory=memory, spatial_shapes=spatial_shapes), dict(
             memory=memory, spatial_shapes=spatial_shapes)
 

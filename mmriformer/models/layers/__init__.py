@@ -1,6 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .aifi_layer import AIFILayer
 from .csp_rep_layer import CSPRepLayer
+from .decoder_input_proj import DecoderInputProjection
+from .denoising import RTDETRCdnQueryGenerator
 from .ms_deform_attn import MSDeformableAttention, multi_scale_deformable_attn
 from .norm import LayerNorm2d, build_affine_free_norm
 from .positional_encoding import build_2d_sincos_position_embedding
@@ -10,6 +12,7 @@ from .rtdetr_decoder import RTDETRDecoder, RTDETRDecoderLayer
 __all__ = [
     'LayerNorm2d', 'build_affine_free_norm', 'MSDeformableAttention',
     'multi_scale_deformable_attn', 'RTDETRDecoder', 'RTDETRDecoderLayer',
-    'AIFILayer', 'CSPRepLayer', 'RepVggBlock',
+    'AIFILayer', 'CSPRepLayer', 'DecoderInputProjection',
+    'RTDETRCdnQueryGenerator', 'RepVggBlock',
     'build_2d_sincos_position_embedding'
 ]

@@ -16,8 +16,8 @@ from mmriformer.testing import (HostSyncError, assert_float64_close,
 ROOT = Path(__file__).parents[3]
 CONFIGS = sorted(ROOT.glob('configs/rtdetr_riformer_*.py'))
 # Trainable and frozen parameters of each architecture (the README's table).
-NUM_PARAMS = dict(s12=20212208, s24=30841700, s36=48917836, m36=74076684,
-                  m48=91386444)
+NUM_PARAMS = dict(s12=20410352, s24=31039844, s36=49115980, m36=74274828,
+                  m48=91584588)
 
 
 def build_detector(config='rtdetr_riformer_s12.py', **model_overrides):
@@ -51,12 +51,42 @@ def test_configs_build(config):
                 if type(m).__module__.startswith('mmcv.ops')]
 
 
+# RT-DETR's ResNet-vd baselines: our parameter counts and the paper's
+# (whole millions, truncated).
+BASELINES = {
+    'rtdetr_r18vd.py': (20184208, 20, 3),
+    'rtdetr_r34vd.py': (31441412, 31, 4),
+    'rtdetr_r50vd.py': (42944364, 42, 6),
+    'rtdetr_r101vd.py': (76661484, 76, 6),
+}
+
+
+@pytest.mark.parametrize('config', sorted(BASELINES))
+def test_resnet_vd_baselines(config):
+    num_params, paper_millions, num_layers = BASELINES[config]
+    model = build_detector(config).eval()
+    count = sum(p.numel() for p in model.parameters())
+    assert count == num_params and count // 10**6 == paper_millions
+    assert model.backbone.deep_stem and model.backbone.avg_down
+    # as the official PResNet, every stage's first block projects its input
+    assert all(getattr(model.backbone, f'layer{i}')[0].downsample is not None
+               for i in range(1, 5))
+    assert model.decoder.num_layers == num_layers
+    assert model.decoder.embed_dims == 256
+    wide = config == 'rtdetr_r101vd.py'
+    assert model.neck.embed_dims == (384 if wide else 256)
+    with torch.no_grad():
+        [result] = model.predict(torch.rand(1, 3, 128, 128),
+                                 make_det_samples([(128, 128)], [[]]))
+    assert result.pred_instances.bboxes.shape == (300, 4)
+
+
 def test_train_step_losses_and_gradients():
     torch.manual_seed(0)
     model = build_detector().train()
     images = torch.rand(2, 3, 128, 160)
     samples = make_det_samples([(128, 160)] * 2,
-                           [[[10, 20, 60, 100], [70, 30, 150, 120]], []])
+                               [[[10, 20, 60, 100], [70, 30, 150, 120]], []])
     losses = model.loss(images, samples)
     layers = model.decoder.num_layers
     expected = {'loss_cls', 'loss_bbox', 'loss_iou'}
@@ -184,11 +214,15 @@ def test_width_overrides():
     model = build_detector(**widths)
     assert model.neck.out_channels == [128] * 3
     assert model.decoder.embed_dims == 128
-    # One of the three alone names the others.
-    with pytest.raises(ValueError, match=r'The decoder works on 256 channels '
-                       r'but the neck gives \[128, 128, 128\]; set '
-                       r'neck.embed_dims to 256'):
-        build_detector(**{'neck.embed_dims': 128})
+    # An encoder of another width than the decoder: the decoder's input
+    # projection maps it (R101: 384 -> 256).
+    model = build_detector(**{'neck.embed_dims': 384}).eval()
+    assert [proj.conv.in_channels for proj in model.decoder_input_proj
+            ] == [384] * 3
+    with torch.no_grad():
+        [result] = model.predict(torch.rand(1, 3, 128, 128),
+                                 make_det_samples([(128, 128)], [[]]))
+    assert result.pred_instances.bboxes.shape == (300, 4)
     # The old name next to the config's new one: which is meant is unclear.
     with pytest.raises(ValueError, match='HybridEncoder got hidden_dim=128 '
                        'and embed_dims=256; hidden_dim is the old name of '
