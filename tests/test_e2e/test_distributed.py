@@ -51,7 +51,8 @@ def worst_ratio(a, b, bound):
 
 # Deterministic and free of batch statistics, so that 1 x 4 images and
 # 2 x 2 images must give the same update: no random augmentation, no
-# denoising noise, GN instead of BN in the encoder, plain SGD.
+# denoising noise, GN instead of BN in the encoder and the decoder input
+# projection, plain SGD.
 CONFIG = '''
 _base_ = '{root}/configs/demo/rtdetr_riformer_s12_shapes.py'
 custom_imports = dict(imports=['mmriformer', 'float64_runner'],
@@ -62,7 +63,8 @@ model = dict(
     dn_cfg=None,
     data_preprocessor=dict(type='Float64DetDataPreprocessor',
                            batch_augments=None),
-    neck=dict(norm_cfg=dict(type='GN', num_groups=8)))
+    neck=dict(norm_cfg=dict(type='GN', num_groups=8)),
+    decoder_input_proj=dict(norm_cfg=dict(type='GN', num_groups=8)))
 pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),

@@ -88,6 +88,9 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
             deprecated, one that disagrees is refused.
         num_queries (int): Queries selected from the encoder. Defaults to
             300.
+        decoder_input_proj (dict, optional): Keyword arguments of
+            :class:`DecoderInputProjection` besides the widths, e.g.
+            ``dict(norm_cfg=dict(type='SyncBN'))``. Defaults to None (BN).
         dn_cfg (dict, optional): Contrastive denoising config:
             ``label_noise_scale``, ``box_noise_scale`` and ``group_cfg``.
             None disables denoising. Defaults to None.
@@ -101,10 +104,12 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
                  *args,
                  decoder: ConfigType,
                  bbox_head: ConfigType,
+                 decoder_input_proj: OptConfigType = None,
                  dn_cfg: OptConfigType = None,
                  num_queries: int = 300,
                  **kwargs) -> None:
         self.dn_cfg = dn_cfg
+        self.decoder_input_proj_cfg = decoder_input_proj or {}
         bbox_head = dict(
             bbox_head, num_pred_layer=self._num_pred_layer(decoder, bbox_head))
         super().__init__(
@@ -169,7 +174,8 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
                 f'{embed_dims}.')
         self.decoder_input_proj = DecoderInputProjection(
             neck_dims, embed_dims,
-            self.decoder.layers[0].cross_attn.num_levels)
+            self.decoder.layers[0].cross_attn.num_levels,
+            **self.decoder_input_proj_cfg)
         self.memory_proj = nn.Sequential(
             nn.Linear(embed_dims, embed_dims), nn.LayerNorm(embed_dims))
         self.dn_query_generator = None
