@@ -71,8 +71,11 @@ class RTDETRCdnQueryGenerator(CdnQueryGenerator):
                                                    input_bbox_query,
                                                    batch_idx, batch_size,
                                                    num_groups)
-        _, filled = super().collate_dn_queries(
-            input_label_query, torch.ones_like(input_bbox_query), batch_idx,
-            batch_size, num_groups)
+        # Each image fills the first (its box count) slots of every
+        # max-count-long run of positives or negatives.
+        counts = torch.bincount(batch_idx, minlength=batch_size)
+        run = boxes.shape[1] // (2 * num_groups)
+        slot = torch.arange(boxes.shape[1], device=boxes.device) % max(run, 1)
+        filled = slot[None, :, None] < counts[:, None, None]
         empty = inverse_sigmoid(boxes.new_zeros(()))
-        return labels, torch.where(filled.bool(), boxes, empty)
+        return labels, torch.where(filled, boxes, empty)
