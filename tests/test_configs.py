@@ -46,3 +46,26 @@ def test_detection_configs_use_current_names(config):
     assert not {'hidden_dim', 'dim_feedforward'} & set(model.neck)
     assert {'embed_dims', 'feedforward_channels'} <= set(model.neck)
     assert 'num_pred_layer' not in model.bbox_head
+
+
+@pytest.mark.parametrize(
+    'config',
+    sorted(p for p in (ROOT / 'configs').glob('**/rtdetr*.py')
+           if '_base_' not in p.parts),
+    ids=lambda p: str(p.relative_to(ROOT / 'configs')))
+def test_detection_configs_follow_the_official_recipe(config):
+    """SyncBN in distributed runs (mmengine's Runner converts the BNs), the
+    multi-scale sizes, the decay policies also for the keyed backbone, and
+    images without boxes kept."""
+    cfg = Config.fromfile(config)
+    assert cfg.sync_bn == 'torch'
+    assert cfg.optim_wrapper.constructor == \
+        'DecayPolicyOptimWrapperConstructor'
+    paramwise = cfg.optim_wrapper.paramwise_cfg
+    assert paramwise.norm_decay_mult == paramwise.bias_decay_mult == \
+        paramwise.flat_decay_mult == 0
+    augments = cfg.model.data_preprocessor.batch_augments
+    if augments:  # the demo and RT-DETRv2-S train at one size
+        assert [a.type for a in augments] == ['BatchRandomChoiceResize']
+    steps = {s.type: s for s in cfg.train_dataloader.dataset.pipeline}
+    assert steps['FilterAnnotations'].keep_empty is False

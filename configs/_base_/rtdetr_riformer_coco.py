@@ -8,3 +8,6 @@ _base_ = [
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
                     save_best='coco/bbox_mAP', rule='greater'))
+# As officially (sync_bn: True): in distributed runs mmengine's Runner makes
+# every BatchNorm a SyncBatchNorm (per-process BN again without DDP).
+sync_bn = 'torch'

@@ -38,7 +38,7 @@ metainfo = dict(classes=classes)
 train_pipeline = [
     dict(step, scale=input_size) if step['type'] == 'Resize' else step
     for step in _base_.train_pipeline
-    if step['type'] not in ('Expand', 'RandomApply')
+    if step['type'] not in ('Expand', 'RandomIoUCrop')
 ]
 test_pipeline = [
     dict(step, scale=input_size) if step['type'] == 'Resize' else step

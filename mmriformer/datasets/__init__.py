@@ -2,8 +2,10 @@
 from .coco import CheckedCocoDataset, skip_reason
 from .synthetic_shapes import (ShapesSettings, SyntheticShapesDataset,
                                generate_shapes_dataset)
+from .transforms import RandomIoUCrop, RandomPhotometricDistort
 
 __all__ = [
     'CheckedCocoDataset', 'skip_reason', 'ShapesSettings',
-    'SyntheticShapesDataset', 'generate_shapes_dataset'
+    'SyntheticShapesDataset', 'generate_shapes_dataset', 'RandomIoUCrop',
+    'RandomPhotometricDistort'
 ]

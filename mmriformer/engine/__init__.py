@@ -1,5 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .hooks import ReseedHook
-from .optimizers import AutocastOptimWrapper
+from .optimizers import (AutocastOptimWrapper,
+                         DecayPolicyOptimWrapperConstructor)
 
-__all__ = ['ReseedHook', 'AutocastOptimWrapper']
+__all__ = [
+    'ReseedHook', 'AutocastOptimWrapper', 'DecayPolicyOptimWrapperConstructor'
+]

@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .backbones import PResNet, RIFormer, RIFormerBlock
+from .data_preprocessors import BatchRandomChoiceResize
 from .dense_heads import RTDETRHead
 from .detectors import RTDETR
 from .layers import LayerNorm2d
@@ -8,6 +9,7 @@ from .necks import HybridEncoder
 from .utils import switch_to_deploy
 
 __all__ = [
-    'PResNet', 'RIFormer', 'RIFormerBlock', 'RTDETRHead', 'RTDETR',
-    'LayerNorm2d', 'RTDETRVarifocalLoss', 'HybridEncoder', 'switch_to_deploy'
+    'BatchRandomChoiceResize', 'PResNet', 'RIFormer', 'RIFormerBlock',
+    'RTDETRHead', 'RTDETR', 'LayerNorm2d', 'RTDETRVarifocalLoss',
+    'HybridEncoder', 'switch_to_deploy'
 ]

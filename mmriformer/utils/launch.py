@@ -5,6 +5,8 @@ With a distributed launcher, mmengine 0.10.7 calls ``torch.cuda.set_device``
 unconditionally and mmdet's runtime asks for NCCL, so a host without CUDA
 fails before training starts. On such hosts :func:`run_mmdet_tool` makes
 ``set_device`` a no-op and adds config options for gloo and DDP on CPU.
+SyncBN (``sync_bn`` in the RT-DETR configs, as officially) only runs on
+CUDA, so there each process normalises its own batch, and it says so.
 """
 import os.path as osp
 import runpy
@@ -17,6 +19,7 @@ CPU_DIST_OPTIONS = [
     'env_cfg.dist_cfg.backend=gloo',
     'model_wrapper_cfg.type=MMDistributedDataParallel',
     'model_wrapper_cfg.device_ids=None',
+    'sync_bn=None',
 ]
 
 
@@ -55,5 +58,7 @@ def run_mmdet_tool(script: str, argv: List[str]) -> None:
     if launcher_of(argv) != 'none' and not torch.cuda.is_available():
         torch.cuda.set_device = lambda device: None
         argv = with_cpu_dist_options(argv)
+        print('Distributed on CPU (gloo): BatchNorm stays per process, as '
+              'SyncBN needs CUDA (sync_bn=None).', file=sys.stderr)
     sys.argv = [path] + argv
     runpy.run_path(path, run_name='__main__')

@@ -116,6 +116,8 @@ def train(config, work_dir, procs=1, batch_size=4, lr=LR):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'coco/bbox_mAP' in proc.stdout + proc.stderr  # it evaluated
+    # The base config asks for SyncBN, which CPU processes cannot run.
+    assert ('SyncBN needs CUDA' in proc.stderr) == (procs > 1)
     state = torch.load(work_dir / f'iter_{ITERS}.pth',
                        weights_only=False)['state_dict']
     return state

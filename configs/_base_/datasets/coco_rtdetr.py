@@ -1,6 +1,9 @@
 # COCO-format detection data with RT-DETR's augmentation: photometric
-# distortion, zoom-out, IoU crop (p 0.8), flip and a fixed 640x640 resize
-# (multi-scale 480..800 happens per batch in the data preprocessor).
+# distortion and IoU crop (p 0.8) with torchvision's semantics (our
+# transforms call torchvision's), zoom-out, flip and a fixed 640x640 resize;
+# multi-scale (13 sizes, 480..800) happens per batch in the data
+# preprocessor. An image whose boxes are all filtered is kept without boxes,
+# as officially (mmdet's keep_empty=True would swap in another image).
 _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 
 data_root = 'data/coco/'
@@ -10,14 +13,13 @@ backend_args = None
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PhotoMetricDistortion'),
+    dict(type='RandomPhotometricDistort', p=0.5),
     dict(type='Expand', mean=[0, 0, 0], to_rgb=True, ratio_range=(1, 4),
          prob=0.5),
-    dict(type='RandomApply', transforms=dict(type='MinIoURandomCrop'),
-         prob=0.8),
+    dict(type='RandomIoUCrop', prob=0.8),
     dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=image_size, keep_ratio=False),
-    dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1), keep_empty=True),
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1), keep_empty=False),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [

@@ -12,10 +12,9 @@ model = dict(
         std=[255, 255, 255],
         bgr_to_rgb=True,
         pad_size_divisor=32,
-        batch_augments=[
-            dict(type='BatchSyncRandomResize', random_size_range=(480, 800),
-                 size_divisor=32, interval=1)
-        ]),
+        # RT-DETR's multi-scale training: one of 13 sizes (640 three times)
+        # per batch, nearest resizing.
+        batch_augments=[dict(type='BatchRandomChoiceResize')]),
     backbone=dict(
         type='RIFormer',
         arch='s24',

@@ -1,7 +1,9 @@
 # RT-DETR's recipe: AdamW 1e-4 (backbone x0.1), weight decay 1e-4 except on
-# norms and biases, grad clip 0.1, linear warm-up over 2000 iterations then
-# constant, EMA (momentum 1e-4, 2000-iteration ramp) for evaluation and
-# checkpoints, 72 epochs at a total batch of 16.
+# norms, biases and other 1-D parameters (in the backbone too, which
+# mmengine's default constructor does not do for a custom key), grad clip
+# 0.1, linear warm-up over 2000 iterations then constant, EMA (momentum
+# 1e-4, 2000-iteration ramp) for evaluation and checkpoints, 72 epochs at a
+# total batch of 16.
 max_epochs = 72
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
@@ -13,10 +15,12 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999),
                    weight_decay=1e-4),
     clip_grad=dict(max_norm=0.1, norm_type=2),
+    constructor='DecayPolicyOptimWrapperConstructor',
     paramwise_cfg=dict(
         custom_keys={'backbone': dict(lr_mult=0.1)},
         norm_decay_mult=0,
-        bias_decay_mult=0))
+        bias_decay_mult=0,
+        flat_decay_mult=0))
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,

@@ -1,0 +1,2 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Weights of other implementations in our models' layouts."""

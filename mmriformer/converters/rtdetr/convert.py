@@ -1,0 +1,99 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Official or HF RT-DETR weights to a checkpoint of our RT-DETR."""
+import os
+import os.path as osp
+from typing import Optional, Tuple
+
+import torch
+
+from .checks import check_fit, check_hf_config, hf_class_names
+from .hf_keys import hf_to_ours
+from .official_keys import official_to_ours
+from .sources import StateDict, detect_layout, load_source
+from .variants import (describe_variant, pick_config, repo_configs_dir,
+                       variant_name)
+
+
+def convert_state(state: StateDict) -> Tuple[StateDict, str]:
+    """Convert a state dict of any known layout to ours.
+
+    Returns:
+        tuple: Our state dict and the layout it came from (``'hf'``,
+        ``'official'`` or ``'ours'``).
+    """
+    layout = detect_layout(state)
+    if layout == 'hf':
+        return hf_to_ours(state), layout
+    if layout == 'official':
+        return official_to_ours(state), layout
+    return dict(state), layout
+
+
+def convert_checkpoint(src: str, out: str,
+                       config: Optional[str] = None) -> str:
+    """Convert ``src`` into the mmdet checkpoint ``out``.
+
+    The result is loaded strictly into the config's model before it is
+    written, and written in full before it replaces ``out``:
+    ``{'meta': {'dataset_meta': {'classes': COCO}, 'converted_from': ...},
+    'state_dict': ...}``.
+
+    Args:
+        src (str): HF folder or official ``.pth`` (see
+            :func:`~.sources.load_source`).
+        out (str): Output ``.pth``.
+        config (str, optional): Config of the target model; by default the
+            baseline of the source's ResNet-vd depth.
+
+    Returns:
+        str: The config used.
+
+    Raises:
+        FileNotFoundError: The source or config is missing.
+        ValueError: An unknown layout, a variant without a config, weights
+            that do not fit the config, or a source that is not COCO's.
+    """
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    if osp.abspath(src) == osp.abspath(out):
+        raise ValueError(f'OUT is the source {src}; give another path.')
+    raw, hf_config, where = load_source(src)
+    state, layout = convert_state(raw)
+    if layout == 'ours':
+        raise ValueError(f'{src} already holds our layout; nothing to '
+                         f'convert.')
+    variant = describe_variant(state)
+    if config is None:
+        config = pick_config(variant, repo_configs_dir())
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'Config {config} does not exist.')
+    cfg = Config.fromfile(config)
+    if hf_config is not None:
+        check_hf_config(hf_config, cfg.model)
+    # Only the structure matters: no pretrained backbone to fetch.
+    cfg.model.backbone.init_cfg = None
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(cfg.model)
+    check_fit(state, model.state_dict(), osp.basename(config))
+    model.load_state_dict(state, strict=True)
+
+    classes = list(CocoDataset.METAINFO['classes'])
+    names = hf_class_names(hf_config)
+    if names is not None and len(names) != len(classes):
+        raise ValueError(f'{src} has {len(names)} classes, COCO 80; give '
+                         f'a COCO checkpoint.')
+    ckpt = dict(meta=dict(dataset_meta=dict(classes=classes),
+                          converted_from=dict(source=osp.abspath(src),
+                                              layout=layout,
+                                              weights=where,
+                                              variant=variant_name(variant),
+                                              config=osp.abspath(config))),
+                state_dict={k: v.contiguous()
+                            for k, v in state.items()})
+    tmp = out + '.tmp'
+    torch.save(ckpt, tmp)
+    os.replace(tmp, out)
+    return config

@@ -1,0 +1,53 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Convert official RT-DETR weights to an mmdet checkpoint of our RT-DETR.
+
+Example::
+
+    python tools/model_converters/rtdetr_official.py \\
+        PekingU_rtdetr_r50vd/ rtdetr_r50vd_coco.pth
+    python tools/model_converters/rtdetr_official.py \\
+        rtdetr_r50vd_6x_coco_from_paddle.pth rtdetr_r50vd_coco.pth
+
+SRC is an HF transformers ``RTDetrForObjectDetection`` folder (config.json
+and model.safetensors, as ``save_pretrained`` writes it) or an official
+lyuwenyu/RT-DETR ``.pth`` (v1 or v2, weights under ``ema``/``module`` or
+``model``). The config is the baseline of the source's ResNet-vd depth
+(``configs/rtdetr_r{18,34,50,101}vd.py``) unless ``--config`` names one. The
+result is checked by a strict load into that config's model before it is
+written: ``{'meta': {'dataset_meta': {'classes': ...}, 'converted_from':
+...}, 'state_dict': ...}``.
+
+The mapping is in :mod:`mmriformer.converters.rtdetr`.
+"""
+import argparse
+import pickle
+import sys
+
+from mmriformer.converters.rtdetr import convert_checkpoint
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Convert HF transformers or lyuwenyu/RT-DETR weights '
+        'into a checkpoint of our RT-DETR.')
+    parser.add_argument('src',
+                        help='HF save_pretrained folder or official '
+                        '.pth')
+    parser.add_argument('out', help='output checkpoint (.pth)')
+    parser.add_argument('--config',
+                        help='config of the target model (default: the '
+                        'baseline configs/rtdetr_r*vd.py of the source depth)')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    try:
+        config = convert_checkpoint(args.src, args.out, args.config)
+    except (FileNotFoundError, ValueError, pickle.UnpicklingError) as error:
+        sys.exit(f'error: {error}')
+    print(f'wrote {args.out} (loads strictly into {config})')
+
+
+if __name__ == '__main__':
+    main()
