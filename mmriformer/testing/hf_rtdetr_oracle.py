@@ -59,6 +59,14 @@ VARIANTS = {
          decoder_layers=6,
          encoder_dims=256,
          encoder_ffn=1024),
+    'r50vd_m':
+    dict(depths=[3, 4, 6, 3],
+         layer_type='bottleneck',
+         hidden_sizes=[256, 512, 1024, 2048],
+         expansion=0.5,
+         decoder_layers=6,
+         encoder_dims=256,
+         encoder_ffn=1024),
     'r101vd':
     dict(depths=[3, 4, 23, 3],
          layer_type='bottleneck',

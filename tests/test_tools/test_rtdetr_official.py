@@ -2,8 +2,8 @@
 """tools/model_converters/rtdetr_official.py against an executed oracle.
 
 HF transformers' ``RTDetrForObjectDetection`` runs in a cached venv of its
-own (:mod:`mmriformer.testing.oracle`): random, perturbed R18vd, R34vd and
-R50vd models are saved there, with their top-300 detections on one image.
+own (:mod:`mmriformer.testing.oracle`): random, perturbed models of every
+official layout (R18vd, R34vd, R50vd, R50vd-m, R101vd) are saved there, with their top-300 detections on one image.
 Here the tool converts the saved weights, they load strictly into our
 baseline configs (``PResNet`` backbones, so R18vd and R34vd keep their
 stage-1 projection shortcut) and must give the same detections. The oracle
@@ -35,7 +35,7 @@ from mmriformer.testing.oracle import OracleUnavailable, run_hf_rtdetr_oracle
 
 ROOT = Path(__file__).parents[2]
 TOOL = ROOT / 'tools/model_converters/rtdetr_official.py'
-VARIANTS = ('r18vd', 'r34vd', 'r50vd')
+VARIANTS = ('r18vd', 'r34vd', 'r50vd', 'r50vd_m', 'r101vd')
 BASIC = ('r18vd', 'r34vd')  # basic blocks; the others bottlenecks
 CONFIGS = {v: ROOT / f'configs/rtdetr_{v}.py' for v in VARIANTS}
 IMAGE_SIZE = (640, 640)
@@ -104,6 +104,11 @@ def test_tool_matches_hf(oracle, tmp_path, variant):
 
     model = build(variant)
     assert type(model.backbone).__name__ == 'PResNet'
+    if variant == 'r50vd_m':
+        # Officially R50-m predicts from decoder layer 3 (eval_idx 2); HF
+        # from the last one. The weights are the same.
+        assert model.decoder.eval_idx == 2
+        model.decoder.eval_idx = -1
     ckpt = load_checkpoint(model, str(out), strict=True, map_location='cpu')
     assert len(ckpt['meta']['dataset_meta']['classes']) == 80
     assert ckpt['meta']['converted_from']['layout'] == 'hf'

@@ -81,7 +81,8 @@ def check_hf_config(hf: dict, model_cfg: dict) -> None:
         'num_queries': model_cfg.get('num_queries', 300),
         'encoder_attention_heads': neck.get('num_heads', 8),
         'decoder_attention_heads': layer.get('num_heads', 8),
-        'decoder_n_points': layer.get('num_points', 4),
+        # HF has one count for all levels; ours may list them per level.
+        'decoder_n_points': _one_count(layer.get('num_points', 4)),
         'num_feature_levels': layer.get('num_levels', 3),
         'encoder_layers': neck.get('num_encoder_layers', 1),
         'encode_proj_layers': list(neck.get('use_encoder_idx', [2])),
@@ -123,3 +124,10 @@ def hf_class_names(hf: Optional[dict]) -> Optional[List[str]]:
         return None
     id2label = {int(k): v for k, v in hf['id2label'].items()}
     return [id2label[i] for i in sorted(id2label)]
+
+
+def _one_count(num_points):
+    """A per-level list of equal counts as that count; else unchanged."""
+    if isinstance(num_points, (list, tuple)) and len(set(num_points)) == 1:
+        return num_points[0]
+    return num_points

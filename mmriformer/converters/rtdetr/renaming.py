@@ -100,8 +100,8 @@ def count_indices(keys: Iterable[str], pattern: str) -> int:
 
 
 def check_uniform_points(key: str, value: Tensor) -> None:
-    """v2's ``num_points_scale`` must be ``1 / num_points`` everywhere for
-    our attention (which divides offsets by ``num_points``) to be equal.
+    """v2's ``num_points_scale`` must be ``1 / num_points`` everywhere: the
+    converter maps equal points per level only.
 
     Raises:
         ValueError: The levels have different numbers of points.
@@ -111,9 +111,7 @@ def check_uniform_points(key: str, value: Tensor) -> None:
     if not torch.allclose(scale, scale[0].expand_as(scale)):
         raise ValueError(
             f'{key} = {scale.tolist()}: a different number of sampling '
-            f'points per level (RT-DETRv2 "sp" variants), which our '
-            f'MSDeformableAttention (one num_points for all levels) cannot '
-            f'hold.')
+            f'points per level; the converter maps equal numbers only.')
 
 
 def trim_denoising_table(state: StateDict, num_classes: int) -> None:

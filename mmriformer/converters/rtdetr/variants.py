@@ -5,12 +5,14 @@ import os.path as osp
 from .renaming import count_indices
 from .sources import StateDict
 
-# The configs/ file of each depth (PResNet baselines).
+# The configs/ file of each (depth, encoder expansion): the PResNet
+# baselines.
 BASELINE_CONFIGS = {
-    18: 'rtdetr_r18vd.py',
-    34: 'rtdetr_r34vd.py',
-    50: 'rtdetr_r50vd.py',
-    101: 'rtdetr_r101vd.py',
+    (18, 0.5): 'rtdetr_r18vd.py',
+    (34, 0.5): 'rtdetr_r34vd.py',
+    (50, 0.5): 'rtdetr_r50vd_m.py',
+    (50, 1.0): 'rtdetr_r50vd.py',
+    (101, 1.0): 'rtdetr_r101vd.py',
 }
 # ResNet depth from the block type and the blocks per stage.
 RESNET_DEPTHS = {
@@ -70,7 +72,8 @@ def variant_name(variant: dict) -> str:
 
 
 def pick_config(variant: dict, configs_dir: str) -> str:
-    """The baseline config file for a variant's backbone depth.
+    """The baseline config of a variant's backbone depth and encoder
+    expansion.
 
     Args:
         variant (dict): From :func:`describe_variant`.
@@ -80,15 +83,17 @@ def pick_config(variant: dict, configs_dir: str) -> str:
         str: Path of the config (checked later against the whole variant).
 
     Raises:
-        ValueError: No baseline config has this depth.
+        ValueError: No baseline config has this depth and expansion.
     """
-    name = BASELINE_CONFIGS.get(variant['depth'])
+    name = BASELINE_CONFIGS.get((variant['depth'], variant['expansion']))
     if name is None:
+        known = ', '.join(f'R{depth}vd at expansion {expansion} ({config})'
+                          for (depth, expansion), config in
+                          BASELINE_CONFIGS.items())
         raise ValueError(
             f'No baseline config for {variant_name(variant)}; the baselines '
-            f'are ResNet-vd {sorted(BASELINE_CONFIGS)} '
-            f'({", ".join(BASELINE_CONFIGS.values())}). Write a config for '
-            f'this variant and pass it with --config.')
+            f'are {known}. Write a config for this variant and pass it with '
+            f'--config.')
     return osp.join(configs_dir, name)
 
 

@@ -3,7 +3,9 @@ from .aifi_layer import AIFILayer
 from .csp_rep_layer import CSPRepLayer
 from .decoder_input_proj import DecoderInputProjection
 from .denoising import RTDETRCdnQueryGenerator
-from .ms_deform_attn import MSDeformableAttention, multi_scale_deformable_attn
+from .ms_deform_attn import (MSDeformableAttention,
+                             multi_scale_deformable_attn,
+                             multi_scale_deformable_attn_discrete)
 from .norm import LayerNorm2d, build_affine_free_norm
 from .positional_encoding import build_2d_sincos_position_embedding
 from .repvgg_block import RepVggBlock
@@ -11,7 +13,8 @@ from .rtdetr_decoder import RTDETRDecoder, RTDETRDecoderLayer
 
 __all__ = [
     'LayerNorm2d', 'build_affine_free_norm', 'MSDeformableAttention',
-    'multi_scale_deformable_attn', 'RTDETRDecoder', 'RTDETRDecoderLayer',
+    'multi_scale_deformable_attn', 'multi_scale_deformable_attn_discrete',
+    'RTDETRDecoder', 'RTDETRDecoderLayer',
     'AIFILayer', 'CSPRepLayer', 'DecoderInputProjection',
     'RTDETRCdnQueryGenerator', 'RepVggBlock',
     'build_2d_sincos_position_embedding'

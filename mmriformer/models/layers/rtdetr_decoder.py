@@ -1,6 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """RT-DETR's transformer decoder with iterative box refinement."""
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +31,14 @@ class RTDETRDecoderLayer(nn.Module):
             the self-attention. Defaults to 0.
         num_levels (int): Feature levels of the cross-attention.
             Defaults to 3.
-        num_points (int): Points per head and level of the cross-attention.
+        num_points (int | Sequence[int]): Points per head of the
+            cross-attention, on every level or on each level (RT-DETRv2).
             Defaults to 4.
+        cross_attn_method (str): Sampling of the cross-attention,
+            ``'default'`` (bilinear) or ``'discrete'`` (nearest pixel,
+            RT-DETRv2's deployment option); see
+            :class:`MSDeformableAttention`'s ``method``. Defaults to
+            ``'default'``.
     """
 
     def __init__(self,
@@ -41,15 +47,20 @@ class RTDETRDecoderLayer(nn.Module):
                  feedforward_channels: int = 1024,
                  dropout: float = 0.,
                  num_levels: int = 3,
-                 num_points: int = 4) -> None:
+                 num_points: Union[int, Sequence[int]] = 4,
+                 cross_attn_method: str = 'default') -> None:
         super().__init__()
         self.embed_dims = embed_dims
         self.self_attn = nn.MultiheadAttention(
             embed_dims, num_heads, dropout=dropout, batch_first=True)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(embed_dims)
-        self.cross_attn = MSDeformableAttention(embed_dims, num_heads,
-                                                num_levels, num_points)
+        self.cross_attn = MSDeformableAttention(
+            embed_dims,
+            num_heads,
+            num_levels,
+            num_points,
+            method=cross_attn_method)
         self.dropout2 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(embed_dims)
         self.linear1 = nn.Linear(embed_dims, feedforward_channels)
