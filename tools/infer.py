@@ -1,19 +1,25 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Detect objects in images with a trained detector and draw the results.
 
-Runs mmdet's ``DetInferencer`` on the config's test pipeline, writes one
-image per input with the boxes, class names and scores drawn by
-``DetLocalVisualizer`` into ``OUT_DIR/vis/`` and the detections above the
-score threshold into ``OUT_DIR/predictions.json``::
+Two backends run the detector. ``pytorch`` (the default) runs mmdet's
+``DetInferencer`` on the config's test pipeline, from a config and a
+checkpoint. ``onnxruntime`` runs a file written by
+``tools/deployment/export_onnx.py`` alone (no config, no checkpoint, no
+mmdet model), with the pre-processing of
+``mmriformer/deployment/preprocess.py``; its class names come from the
+file. Both write one image per input with the boxes, class names and
+scores drawn by ``DetLocalVisualizer`` into ``OUT_DIR/vis/`` and the
+detections above the score threshold into ``OUT_DIR/predictions.json``::
 
     [{"image": "demo/a.jpg",
       "detections": [{"bbox": [x1, y1, x2, y2], "score": 0.91,
                       "label": 0, "class": "person"}, ...]}, ...]
 
-Boxes are in pixels of the original image. Class names come from the
-checkpoint's ``meta.dataset_meta`` (as the Runner saves it). The weights
-are loaded strictly: a checkpoint that does not fit the config's model
-stops the run with a hint (another form, another number of classes).
+Boxes are in pixels of the original image. With ``pytorch``, class names
+come from the checkpoint's ``meta.dataset_meta`` (as the Runner saves it).
+The weights are loaded strictly: a checkpoint that does not fit the
+config's model stops the run with a hint (another form, another number of
+classes).
 
 Each image is decoded once. Nothing is written until every image has been
 decoded and detected, so a damaged image leaves ``OUT_DIR`` as it was.
@@ -21,10 +27,12 @@ Other files in ``OUT_DIR`` are left alone. Files this run would write over
 are replaced only if an earlier run wrote them (``predictions.json`` and the
 drawings of the images it lists); an input image is never written over.
 
-Example::
+Examples::
 
     python tools/infer.py configs/rtdetr_riformer_s24.py epoch_72.pth \\
         demo/ --out-dir work_dirs/infer --score-thr 0.5 --deploy
+    python tools/infer.py --backend onnxruntime model.onnx demo/ \\
+        --out-dir work_dirs/infer_ort
 """
 import argparse
 import copy
@@ -35,18 +43,22 @@ import pickle
 import shutil
 import sys
 import tempfile
-from typing import List, Optional, Set
+from typing import Callable, List, Optional, Set
 
 import mmcv
 import numpy as np
+import torch
 from mmdet.apis import DetInferencer
 from mmdet.apis.det_inferencer import IMG_EXTENSIONS
 from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.visualization import DetLocalVisualizer
 from mmengine.config import Config, DictAction
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmengine.structures import InstanceData
 from torch import nn
 
+from mmriformer.deployment import ONNXRuntimeDetector, preprocess, read_image
 from mmriformer.models import switch_to_deploy
 from mmriformer.utils.cli_checks import earlier_records
 
@@ -79,27 +91,6 @@ def find_images(path: str) -> List[str]:
         raise ValueError(f'{path} is not an image '
                          f'({", ".join(IMG_EXTENSIONS)})')
     return [path]
-
-
-def read_image(path: str) -> np.ndarray:
-    """Decode an image as the test pipeline's ``LoadImageFromFile`` does
-    with its defaults (BGR colour, cv2), which every config here uses.
-
-    Args:
-        path (str): Image path.
-
-    Returns:
-        np.ndarray: The BGR uint8 image, shape (H, W, 3).
-
-    Raises:
-        ValueError: The image is damaged or not an image.
-    """
-    image = mmcv.imread(path)
-    if image is None:
-        raise ValueError(
-            f'Image {path} cannot be decoded: it is damaged or not an '
-            f'image; replace it or move it out of the input.')
-    return image
 
 
 def train_form_keys(cfg: Config) -> Set[str]:
@@ -264,6 +255,53 @@ def to_detections(instances: InstanceData, classes: tuple,
     } for bbox, score, label in rows]
 
 
+def detect_and_write(images: List[str],
+                     detect: Callable[[np.ndarray], DetDataSample],
+                     visualizer: DetLocalVisualizer, out_dir: str,
+                     score_thr: float) -> List[dict]:
+    """Detect objects in each image, then draw and save the detections.
+
+    Args:
+        images (list[str]): Image paths, checked by :func:`check_outputs`.
+        detect (Callable): Maps a decoded BGR image to a sample with
+            ``pred_instances`` (``bboxes`` in original pixels, ``scores``,
+            ``labels``).
+        visualizer (DetLocalVisualizer): Draws; its ``dataset_meta`` gives
+            the class names.
+        out_dir (str): Gets ``vis/`` and ``predictions.json``.
+        score_thr (float): Keep and draw detections scoring above this.
+
+    Returns:
+        list[dict]: What ``predictions.json`` holds.
+    """
+    classes = visualizer.dataset_meta['classes']
+    predictions = []
+    # The drawings wait in a temporary folder until every image has been
+    # decoded and detected, so that an image that fails leaves out_dir as
+    # it was.
+    with tempfile.TemporaryDirectory() as staging:
+        for image in images:
+            array = read_image(image)
+            sample = detect(array)
+            predictions.append(
+                dict(image=image,
+                     detections=to_detections(sample.pred_instances,
+                                              classes, score_thr)))
+            # What DetInferencer draws for an image given by its path.
+            visualizer.add_datasample(
+                osp.basename(image), mmcv.bgr2rgb(array), sample,
+                draw_gt=False, pred_score_thr=score_thr,
+                out_file=osp.join(staging, osp.basename(image)))
+        os.makedirs(osp.join(out_dir, 'vis'), exist_ok=True)
+        for image in images:
+            name = osp.basename(image)
+            shutil.move(osp.join(staging, name),
+                        osp.join(out_dir, 'vis', name))
+    with open(osp.join(out_dir, 'predictions.json'), 'w') as f:
+        json.dump(predictions, f, indent=2)
+    return predictions
+
+
 def infer(config: str,
           checkpoint: str,
           inputs: str,
@@ -272,7 +310,7 @@ def infer(config: str,
           device: str = 'cpu',
           deploy: bool = False,
           cfg_options: Optional[dict] = None) -> List[dict]:
-    """Detect objects in images, draw them and save the detections.
+    """Detect objects in images with PyTorch, draw and save them.
 
     Args:
         config (str): Config of the model.
@@ -303,62 +341,104 @@ def infer(config: str,
         cfg, checkpoint, device=device, show_progress=False)
     if deploy:
         switch_to_deploy(inferencer.model)
-    classes = inferencer.model.dataset_meta['classes']
-    predictions = []
-    # The drawings wait in a temporary folder until every image has been
-    # decoded and detected, so that an image that fails leaves out_dir as
-    # it was.
-    with tempfile.TemporaryDirectory() as staging:
-        for image in images:
-            array = read_image(image)
-            [sample] = inferencer(
-                array, return_datasamples=True,
-                no_save_pred=True)['predictions']
-            predictions.append(
-                dict(image=image,
-                     detections=to_detections(sample.pred_instances,
-                                              classes, score_thr)))
-            # What DetInferencer draws for an image given by its path.
-            inferencer.visualizer.add_datasample(
-                osp.basename(image), mmcv.bgr2rgb(array), sample,
-                draw_gt=False, pred_score_thr=score_thr,
-                out_file=osp.join(staging, osp.basename(image)))
-        os.makedirs(osp.join(out_dir, 'vis'), exist_ok=True)
-        for image in images:
-            name = osp.basename(image)
-            shutil.move(osp.join(staging, name),
-                        osp.join(out_dir, 'vis', name))
-    with open(osp.join(out_dir, 'predictions.json'), 'w') as f:
-        json.dump(predictions, f, indent=2)
-    return predictions
+
+    def detect(array: np.ndarray) -> DetDataSample:
+        return inferencer(array, return_datasamples=True,
+                          no_save_pred=True)['predictions'][0]
+
+    return detect_and_write(images, detect, inferencer.visualizer, out_dir,
+                            score_thr)
+
+
+def infer_onnxruntime(model: str,
+                      inputs: str,
+                      out_dir: str,
+                      score_thr: float = 0.3) -> List[dict]:
+    """Detect objects in images with onnxruntime, draw and save them.
+
+    The same files as :func:`infer`, from the ONNX file alone.
+
+    Args:
+        model (str): ONNX file written by
+            ``tools/deployment/export_onnx.py``.
+        inputs (str): An image or a folder of images.
+        out_dir (str): Gets ``vis/`` (drawn images) and
+            ``predictions.json``.
+        score_thr (float): Keep and draw detections scoring above this.
+            Defaults to 0.3.
+
+    Returns:
+        list[dict]: What ``predictions.json`` holds.
+    """
+    detector = ONNXRuntimeDetector(model)
+    images = find_images(inputs)
+    check_outputs(images, out_dir)
+    visualizer = DetLocalVisualizer(name='infer_onnxruntime')
+    visualizer.dataset_meta = detector.dataset_meta
+
+    def detect(array: np.ndarray) -> DetDataSample:
+        outputs = detector(*preprocess([array], detector.input_size))
+        return DetDataSample(pred_instances=InstanceData(
+            bboxes=torch.from_numpy(outputs['boxes'][0]),
+            scores=torch.from_numpy(outputs['scores'][0]),
+            labels=torch.from_numpy(outputs['labels'][0])))
+
+    return detect_and_write(images, detect, visualizer, out_dir, score_thr)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Detect objects in images and draw the results.')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'model', nargs='+', metavar='MODEL',
+        help='CONFIG CHECKPOINT (pytorch) or MODEL.onnx (onnxruntime)')
     parser.add_argument('input', help='an image or a folder of images')
+    parser.add_argument(
+        '--backend', choices=('pytorch', 'onnxruntime'), default='pytorch',
+        help='pytorch: a config and a checkpoint (default); onnxruntime: '
+        'a file of tools/deployment/export_onnx.py')
     parser.add_argument('--out-dir', required=True,
                         help='gets vis/ and predictions.json')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='keep and draw detections scoring above this')
-    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument('--device', default='cpu',
+                        help='e.g. cpu, cuda:0 (pytorch only)')
     parser.add_argument('--deploy', action='store_true',
-                        help='fold the model into its deploy form')
+                        help='fold the model into its deploy form '
+                        '(pytorch only)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. '
-        'model.bbox_head.num_classes=3')
-    return parser.parse_args()
+        'model.bbox_head.num_classes=3 (pytorch only)')
+    args = parser.parse_args()
+    if args.backend == 'pytorch' and len(args.model) != 2:
+        parser.error('the pytorch backend takes CONFIG CHECKPOINT INPUT')
+    if args.backend == 'onnxruntime':
+        if len(args.model) != 1:
+            parser.error('the onnxruntime backend takes MODEL.onnx INPUT '
+                         '(no config or checkpoint)')
+        # The exported file is already in deploy form, with its config
+        # baked in; onnxruntime runs it on the CPU here.
+        pytorch_only = [option for option, given in (
+            ('--deploy', args.deploy),
+            ('--cfg-options', args.cfg_options),
+            ('--device', args.device != 'cpu')) if given]
+        if pytorch_only:
+            parser.error(f'{", ".join(pytorch_only)}: for the pytorch '
+                         f'backend only')
+    return args
 
 
 def main() -> None:
     args = parse_args()
     try:
-        predictions = infer(args.config, args.checkpoint, args.input,
-                            args.out_dir, args.score_thr, args.device,
-                            args.deploy, args.cfg_options)
+        if args.backend == 'onnxruntime':
+            predictions = infer_onnxruntime(args.model[0], args.input,
+                                            args.out_dir, args.score_thr)
+        else:
+            predictions = infer(*args.model, args.input, args.out_dir,
+                                args.score_thr, args.device, args.deploy,
+                                args.cfg_options)
     except (FileNotFoundError, ValueError, pickle.UnpicklingError) as error:
         sys.exit(f'error: {error}')
     count = sum(len(p['detections']) for p in predictions)

@@ -184,3 +184,29 @@ def test_damaged_image_writes_nothing(data, tmp_path):
         f'error: Image {mixed}/b.jpg cannot be decoded: it is damaged or '
         f'not an image; replace it or move it out of the input.')
     assert not out.exists()
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['cfg.py', 'images'], 'the pytorch backend takes CONFIG CHECKPOINT '
+     'INPUT'),
+    (['--backend', 'onnxruntime', 'model.onnx', 'model.pth', 'images'],
+     'the onnxruntime backend takes MODEL.onnx INPUT (no config or '
+     'checkpoint)'),
+    (['--backend', 'onnxruntime', 'model.onnx', 'images', '--deploy',
+      '--device', 'cuda'], '--deploy, --device: for the pytorch backend '
+     'only'),
+])
+def test_backend_arguments(tool, monkeypatch, capsys, argv, message):
+    monkeypatch.setattr(sys, 'argv', ['infer.py', *argv, '--out-dir', 'o'])
+    with pytest.raises(SystemExit) as exit_:
+        tool.parse_args()
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_onnxruntime_arguments(tool, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', [
+        'infer.py', '--backend', 'onnxruntime', 'model.onnx', 'images',
+        '--out-dir', 'o'])
+    args = tool.parse_args()
+    assert (args.model, args.input) == (['model.onnx'], 'images')

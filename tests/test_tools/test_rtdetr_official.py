@@ -3,10 +3,11 @@
 
 HF transformers' ``RTDetrForObjectDetection`` runs in a cached venv of its
 own (:mod:`mmriformer.testing.oracle`): random, perturbed models of every
-official layout (R18vd, R34vd, R50vd, R50vd-m, R101vd) are saved there, with their top-300 detections on one image.
-Here the tool converts the saved weights, they load strictly into our
-baseline configs (``PResNet`` backbones, so R18vd and R34vd keep their
-stage-1 projection shortcut) and must give the same detections. The oracle
+official layout (R18vd, R34vd, R50vd, R50vd-m, R101vd) are saved there,
+with their top-300 detections on one image. Here the tool converts the
+saved weights, they load strictly into our baseline configs (``PResNet``
+backbones, so R18vd and R34vd keep their stage-1 projection shortcut) and
+must give the same detections. The oracle
 also writes the weights in lyuwenyu/RT-DETR's v1 and v2 layouts, which must
 convert to the same state dict.
 

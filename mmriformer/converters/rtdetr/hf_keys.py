@@ -8,8 +8,8 @@ Both generations of names are understood: transformers 4.x
 import re
 from typing import Dict, List, Optional
 
-from .renaming import (QKV, STEM_CONV, Rule, apply_rules, count_indices,
-                       finish, shortcut_key)
+from .renaming import (ENCODER_CONV_RULES, QKV, STEM_CONV, Rule, apply_rules,
+                       count_indices, finish, shortcut_key)
 from .sources import StateDict
 
 HF_PART = {'convolution': 'conv', 'normalization': 'norm'}
@@ -77,14 +77,7 @@ def hf_rules(num_layers: int, basic: bool) -> List[Rule]:
         (r'encoder\.(?:aifi|encoder)\.(\d+)\.layers\.(\d+)\.(.+)',
          lambda m: qkv_prefix(f'neck.encoder.{m[1]}.{m[2]}.',
                               layer_rest(m[3], enc_layer))),
-        (r'encoder\.(lateral_convs|downsample_convs)\.(\d+)\.conv\.weight',
-         r'neck.\1.\2.conv.weight'),
-        (r'encoder\.(lateral_convs|downsample_convs)\.(\d+)\.norm\.(\w+)',
-         r'neck.\1.\2.bn.\3'),
-        (r'encoder\.(fpn_blocks|pan_blocks)\.(\d+)\.((?:bottlenecks\.\d+\.)?'
-         r'conv\d)\.conv\.weight', r'neck.\1.\2.\3.conv.weight'),
-        (r'encoder\.(fpn_blocks|pan_blocks)\.(\d+)\.((?:bottlenecks\.\d+\.)?'
-         r'conv\d)\.norm\.(\w+)', r'neck.\1.\2.\3.bn.\4'),
+        *ENCODER_CONV_RULES,
         (r'denoising_class_embed\.weight',
          'dn_query_generator.label_embedding.weight'),
         (r'enc_output\.([01])\.(\w+)', r'memory_proj.\1.\2'),

@@ -4,8 +4,8 @@ to ours."""
 import re
 from typing import List, Optional
 
-from .renaming import (DERIVED, STEM_CONV, Renamed, Rule, apply_rules,
-                       count_indices, finish, shortcut_key)
+from .renaming import (DERIVED, ENCODER_CONV_RULES, STEM_CONV, Renamed, Rule,
+                       apply_rules, count_indices, finish, shortcut_key)
 from .sources import StateDict
 
 
@@ -42,14 +42,7 @@ def official_rules(num_layers: int, basic: bool) -> List[Rule]:
          r'neck.input_proj.\1.bn.\2'),
         (r'encoder\.encoder\.(\d+)\.layers\.(\d+)\.(.+)',
          r'neck.encoder.\1.\2.\3'),
-        (r'encoder\.(lateral_convs|downsample_convs)\.(\d+)\.conv\.weight',
-         r'neck.\1.\2.conv.weight'),
-        (r'encoder\.(lateral_convs|downsample_convs)\.(\d+)\.norm\.(\w+)',
-         r'neck.\1.\2.bn.\3'),
-        (r'encoder\.(fpn_blocks|pan_blocks)\.(\d+)\.((?:bottlenecks\.\d+\.)?'
-         r'conv\d)\.conv\.weight', r'neck.\1.\2.\3.conv.weight'),
-        (r'encoder\.(fpn_blocks|pan_blocks)\.(\d+)\.((?:bottlenecks\.\d+\.)?'
-         r'conv\d)\.norm\.(\w+)', r'neck.\1.\2.\3.bn.\4'),
+        *ENCODER_CONV_RULES,
         # RepVGG blocks already fused (convert_to_deploy): our deploy form.
         (r'encoder\.(fpn_blocks|pan_blocks)\.(\d+)\.bottlenecks\.(\d+)\.conv'
          r'\.(weight|bias)', r'neck.\1.\2.bottlenecks.\3.conv.\4'),

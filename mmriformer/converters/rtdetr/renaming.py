@@ -26,6 +26,18 @@ QKV = '#qkv:'
 DERIVED = '#derived'
 # The stem's Sequential holds conv, bn, relu per conv layer.
 STEM_CONV = {0: 0, 1: 3, 2: 6}
+# The hybrid encoder's ConvNormLayers, named alike by HF and the official
+# code ('conv'/'norm'); ours are ConvModules ('conv'/'bn').
+ENCODER_CONV_RULES = [
+    (r'encoder\.(lateral_convs|downsample_convs)\.(\d+)\.conv\.weight',
+     r'neck.\1.\2.conv.weight'),
+    (r'encoder\.(lateral_convs|downsample_convs)\.(\d+)\.norm\.(\w+)',
+     r'neck.\1.\2.bn.\3'),
+    (r'encoder\.(fpn_blocks|pan_blocks)\.(\d+)\.((?:bottlenecks\.\d+\.)?'
+     r'conv\d)\.conv\.weight', r'neck.\1.\2.\3.conv.weight'),
+    (r'encoder\.(fpn_blocks|pan_blocks)\.(\d+)\.((?:bottlenecks\.\d+\.)?'
+     r'conv\d)\.norm\.(\w+)', r'neck.\1.\2.\3.bn.\4'),
+]
 
 
 def apply_rules(state: StateDict, rules: Sequence[Rule],

@@ -1,0 +1,324 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Exporting an RT-DETR's deploy form to ONNX and checking the file.
+
+The exported graph is the official RT-DETR interface: images in, top-k
+detections out, post-processing inside and NMS-free (see
+:mod:`mmriformer.deployment.preprocess`). It is written by torch's
+``torch.export``-based exporter (opsets 16 and 17: the TorchScript-based
+one). Its graph optimiser is left off: in onnxscript 0.7 its
+Min/Max-to-Clip rewrite leaves a dangling input on the clamps of mmdet's
+``inverse_sigmoid``; onnxruntime folds the graph when it loads it anyway.
+"""
+import copy
+import io
+import json
+import os.path as osp
+import pickle
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import onnx
+import onnxscript.optimizer
+import torch
+from mmdet.registry import DATASETS, MODELS
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.runner.checkpoint import (_load_checkpoint,
+                                        _load_checkpoint_to_model)
+from torch import Tensor, nn
+
+from ..models import switch_to_deploy
+from ..testing.detections import compare_detections
+from .onnxruntime_detector import (DATASET_META_KEY, INPUT_NAMES, OUTPUT_NAMES,
+                                   ONNXRuntimeDetector)
+from .preprocess import preprocess
+
+# Standard ONNX operator domains; anything else (mkldnn, aten) would tie
+# the file to PyTorch.
+STANDARD_DOMAINS = ('', 'ai.onnx', 'ai.onnx.ml')
+
+
+class DeployedDetector(nn.Module):
+    """An RT-DETR with the official export's interface.
+
+    The config's data preprocessor (BGR to RGB, division by 255) is
+    bypassed: the images come in already in [0, 1], RGB. The head's
+    prediction (top-k of the sigmoid scores over queries x classes, boxes
+    clipped to the image) runs inside, in tensor operations only.
+
+    Args:
+        detector (nn.Module): An :class:`~mmriformer.models.RTDETR` in eval
+            mode, usually in deploy form.
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+        head = detector.bbox_head
+        self.num_classes = head.num_classes
+        # mmdet's DETR head keeps as many detections as queries by default.
+        self.max_per_img = head.test_cfg.get('max_per_img',
+                                             detector.num_queries)
+
+    def forward(self, images: Tensor,
+                orig_target_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Detect objects in a batch of images.
+
+        Args:
+            images (Tensor): Float RGB in [0, 1], (N, 3, H, W).
+            orig_target_sizes (Tensor): Int64 (width, height) of the
+                original images, (N, 2).
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: ``labels`` (N, K) int64,
+            ``boxes`` (N, K, 4) xyxy in original pixels and ``scores``
+            (N, K), K = ``max_per_img``, by descending score.
+        """
+        outputs = self.detector.forward_transformer(
+            self.detector.extract_feat(images))
+        logits = outputs['all_layers_cls_scores'][-1]
+        boxes = outputs['all_layers_bbox_preds'][-1]
+        scores, index = logits.sigmoid().flatten(1).topk(
+            self.max_per_img, dim=1)
+        labels = index % self.num_classes
+        boxes = boxes.gather(
+            1, (index // self.num_classes)[..., None].expand(-1, -1, 4))
+        scale = orig_target_sizes.to(boxes.dtype).repeat(1, 2)[:, None]
+        boxes = bbox_cxcywh_to_xyxy(boxes).clamp(0, 1) * scale
+        return labels, boxes, scores
+
+
+def config_input_size(cfg: Config) -> Tuple[int, int]:
+    """The (H, W) the config's test pipeline resizes images to.
+
+    Raises:
+        ValueError: The pipeline has no fixed-size ``Resize`` with
+            ``keep_ratio=False``.
+    """
+    for step in cfg.test_dataloader.dataset.pipeline:
+        if step['type'] == 'Resize' and not step.get('keep_ratio', False):
+            width, height = step['scale']  # mmcv's scale is (w, h)
+            return height, width
+    raise ValueError(f'The test pipeline of {cfg.filename} has no Resize '
+                     f'with keep_ratio=False; give the input size (--size).')
+
+
+def load_detector(config: str,
+                  checkpoint: str,
+                  cfg_options: Optional[dict] = None
+                  ) -> Tuple[nn.Module, Config, dict]:
+    """Build the config's model, load the checkpoint strictly and fold it.
+
+    A train-form checkpoint goes with the train-form config and is folded
+    after loading; a deploy-form checkpoint (from
+    ``tools/model_converters/reparameterize.py``) needs the deploy config.
+
+    Args:
+        config (str): Config file.
+        checkpoint (str): Checkpoint file.
+        cfg_options (dict, optional): Overrides merged into the config.
+
+    Returns:
+        tuple[nn.Module, Config, dict]: The model in deploy form and eval
+        mode, the config, and the dataset meta (``classes``, ``palette``)
+        as the PyTorch backend of ``tools/infer.py`` draws with it.
+
+    Raises:
+        FileNotFoundError: A file is missing.
+        ValueError: The checkpoint is none, does not fit the config's model
+            or has no class names.
+    """
+    for kind, path in (('Config', config), ('Checkpoint', checkpoint)):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{kind} {path} does not exist')
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+        dataset = cfg.test_dataloader.dataset
+        metainfo = DATASETS.get(dataset.type)._load_metainfo(
+            copy.deepcopy(dataset.get('metainfo')))
+    try:
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(f'{checkpoint} is not a PyTorch checkpoint: '
+                         f'{error}') from error
+    unfit = (f'The checkpoint {checkpoint} does not fit the model of the '
+             f'config {config}')
+    try:
+        _load_checkpoint_to_model(model, ckpt, strict=True)
+    except ValueError as error:  # deploy weights in the train form
+        raise ValueError(f'{unfit}: {error}') from error
+    except RuntimeError as error:  # mmengine's strict check
+        # The model noted what did not fit, with a hint.
+        raise ValueError(f'{unfit}: {model.unfit_weights}') from error
+    dataset_meta = dict(ckpt.get('meta', {}).get('dataset_meta', {}))
+    if 'classes' not in dataset_meta:
+        raise ValueError(
+            f'The checkpoint {checkpoint} has no class names (meta.'
+            f'dataset_meta.classes, which the Runner and the converters '
+            f'save); add them to it.')
+    # The palette as mmdet's DetInferencer picks it: the test dataset's,
+    # else the checkpoint's, else random.
+    if 'palette' in metainfo:
+        dataset_meta['palette'] = metainfo['palette']
+    return switch_to_deploy(model).eval(), cfg, dataset_meta
+
+
+def export_onnx(model: DeployedDetector,
+                out: str,
+                size: Tuple[int, int],
+                dataset_meta: dict,
+                dynamic_batch: bool = False,
+                opset: int = 18,
+                simplify: bool = False) -> str:
+    """Write ``model`` as an ONNX file.
+
+    Args:
+        model (DeployedDetector): The model, in eval mode.
+        out (str): Path of the file.
+        size (tuple[int, int]): Input (H, W), fixed in the file.
+        dataset_meta (dict): ``classes`` and optionally ``palette``,
+            stored as JSON in the metadata under ``dataset_meta``.
+        dynamic_batch (bool): Let the batch size vary (opset 18 or later);
+            otherwise it is 1. Defaults to False.
+        opset (int): ONNX opset, at least 16 (GridSample). Defaults to 18,
+            the lowest of torch's ``torch.export``-based exporter; 16 and 17
+            take its deprecated TorchScript-based one.
+        simplify (bool): Fold constants and drop unused nodes (onnxscript's
+            folding, without its pattern rewrites). Defaults to False.
+
+    Returns:
+        str: ``out``.
+
+    Raises:
+        ValueError: ``opset`` below 16, a dynamic batch below 18, or the
+            graph holds operators of non-standard domains (nothing is
+            written then).
+    """
+    if opset < 16:
+        raise ValueError(f'opset {opset} < 16 lacks GridSample, which the '
+                         f'deformable attention needs')
+    if dynamic_batch and opset < 18:
+        # The TorchScript-based exporter records the batch size of the
+        # reshapes in the deformable attention as a constant.
+        raise ValueError(f'A dynamic batch needs opset 18 or later, not '
+                         f'{opset}')
+    # torch.export specialises a dimension of size 1, so a dynamic batch is
+    # traced with 2 images.
+    batch = 2 if dynamic_batch else 1
+    args = (torch.rand(batch, 3, *size),
+            torch.tensor([[size[1], size[0]]] * batch))
+    names = dict(input_names=list(INPUT_NAMES),
+                 output_names=list(OUTPUT_NAMES), opset_version=opset)
+    with torch.no_grad():
+        if opset >= 18:
+            dynamic_shapes = None
+            if dynamic_batch:
+                n = torch.export.Dim('N')
+                dynamic_shapes = {'images': {0: n},
+                                  'orig_target_sizes': {0: n}}
+            written = torch.onnx.export(
+                model.eval(), args, dynamo=True, optimize=False,
+                dynamic_shapes=dynamic_shapes, **names).model_proto
+        else:
+            # The torch.export-based exporter writes opset 18 and cannot
+            # convert this graph down (onnx has no opset 18 to 17 adapter of
+            # Split); the TorchScript-based one writes 16 and 17 itself.
+            buffer = io.BytesIO()
+            torch.onnx.export(model.eval(), args, buffer, dynamo=False,
+                              **names)
+            written = onnx.load_from_string(buffer.getvalue())
+    if simplify:
+        onnxscript.optimizer.fold_constants(written)
+        onnxscript.optimizer.remove_unused_nodes(written)
+    domains = foreign_domains(written)
+    if domains:
+        raise ValueError(f'The exported graph has operators of the domains '
+                         f'{domains}, which only PyTorch runs')
+    onnx.helper.set_model_props(
+        written, {DATASET_META_KEY: json.dumps(dataset_meta)})
+    onnx.save(written, out)
+    return out
+
+
+def foreign_domains(model: onnx.ModelProto) -> List[str]:
+    """Operator domains of ``model``'s graph outside the standard ones."""
+    return sorted({node.domain for node in model.graph.node} -
+                  set(STANDARD_DOMAINS))
+
+
+def pytorch_detections(detector: nn.Module, images: np.ndarray,
+                       orig_sizes: np.ndarray) -> List[Dict[str, Tensor]]:
+    """The detector's own (mmdet head) predictions on preprocessed images.
+
+    Args:
+        detector (nn.Module): The RT-DETR, in eval mode.
+        images (np.ndarray): As the ONNX file takes them, (N, 3, H, W).
+        orig_sizes (np.ndarray): (width, height) rows, (N, 2).
+
+    Returns:
+        list[dict[str, Tensor]]: ``scores``, ``labels`` and ``bboxes`` of
+        each image, boxes in original pixels.
+    """
+    height, width = images.shape[2:]
+    samples = [
+        DetDataSample(
+            metainfo=dict(
+                img_shape=(height, width),
+                batch_input_shape=(height, width),
+                ori_shape=(int(h0), int(w0)),
+                scale_factor=(width / w0, height / h0)))
+        for w0, h0 in orig_sizes
+    ]
+    with torch.no_grad():
+        results = detector.predict(torch.from_numpy(images), samples)
+    return [dict(r.pred_instances.items()) for r in results]
+
+
+def verify_onnx(model: DeployedDetector, path: str,
+                images: Sequence[np.ndarray]) -> Dict[str, float]:
+    """Check that onnxruntime detects in ``path`` what PyTorch detects.
+
+    Each image runs alone and, if the file takes any batch size, all of
+    them run as one batch. Every run must match the detector's own
+    prediction of the same preprocessed image (mmdet's head, in PyTorch):
+    scores to 1e-4, boxes to 0.1 px and labels equal, up to near-ties at
+    the top-k cut (:func:`~mmriformer.testing.compare_detections`).
+
+    Args:
+        model (DeployedDetector): The model that was exported.
+        path (str): The ONNX file.
+        images (Sequence[np.ndarray]): Decoded BGR uint8 images.
+
+    Returns:
+        dict[str, float]: The largest ``max_score_diff`` and
+        ``max_box_diff`` over all images.
+
+    Raises:
+        ValueError: Naming the image and the measured difference.
+    """
+    session = ONNXRuntimeDetector(path)
+    inputs, orig_sizes = preprocess(images, session.input_size)
+    expected = pytorch_detections(model.detector, inputs, orig_sizes)
+    runs = [(i, session(inputs[i:i + 1], orig_sizes[i:i + 1]), 0)
+            for i in range(len(images))]
+    if session.batch_size is None:
+        batch = session(inputs, orig_sizes)
+        runs += [(i, batch, i) for i in range(len(images))]
+    worst = dict(max_score_diff=0., max_box_diff=0.)
+    for i, outputs, row in runs:
+        ours = {k: torch.from_numpy(v[row]) for k, v in outputs.items()}
+        w0, h0 = orig_sizes[i]
+        try:
+            diffs = compare_detections(ours, expected[i], (h0, w0))
+        except AssertionError as error:
+            raise ValueError(
+                f'onnxruntime disagrees with PyTorch on image {i} (batch of '
+                f'{len(outputs["scores"])}): {error}') from error
+        for key in worst:
+            worst[key] = max(worst[key], diffs[key])
+    return worst

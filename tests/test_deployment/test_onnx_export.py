@@ -1,0 +1,237 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""ONNX export of the demo model, checked against PyTorch in onnxruntime.
+
+One export (through the CLI, with its own verification) serves every test
+of the module: it takes most of the module's time.
+"""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from mmriformer.datasets import generate_shapes_dataset
+from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
+                                   export_onnx, foreign_domains, load_detector,
+                                   preprocess, read_image)
+from mmriformer.models import switch_to_deploy
+from mmriformer.testing import randomize_
+from mmriformer.testing.detections import compare_detections
+
+ROOT = Path(__file__).parents[2]
+EXPORT = ROOT / 'tools/deployment/export_onnx.py'
+INFER = ROOT / 'tools/infer.py'
+CONFIG = str(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py')
+DEPLOY_CONFIG = str(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes_deploy.py')
+CLASSES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')
+
+
+def build(**options):
+    """The demo model with random weights; ``options`` go into the
+    config."""
+    cfg = Config.fromfile(CONFIG)
+    cfg.merge_from_dict(options)
+    # Module-scoped callers run before the autouse fixture sets the scope.
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    # Non-trivial layer scales, so a wrong fold would show.
+    randomize_(model.backbone)
+    randomize_(model.neck, seed=1)
+    return model.eval()
+
+
+def save(model, path, classes=CLASSES):
+    torch.save({'state_dict': model.state_dict(),
+                'meta': {'dataset_meta': {'classes': classes}}}, path)
+    return str(path)
+
+
+def as_tensors(outputs, row):
+    return {k: torch.from_numpy(v[row]) for k, v in outputs.items()}
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    """The demo checkpoint, three images (not square) and the file the CLI
+    exported from them with a dynamic batch."""
+    root = tmp_path_factory.mktemp('onnx')
+    torch.manual_seed(0)
+    checkpoint = save(build(), root / 'model.pth')
+    generate_shapes_dataset(str(root / 'shapes'), 'val', num_images=3,
+                            image_size=(300, 200), empty_ratio=0.)
+    images = root / 'shapes' / 'val'
+    onnx_file = root / 'model.onnx'
+    proc = subprocess.run(
+        [sys.executable, str(EXPORT), CONFIG, checkpoint, str(onnx_file),
+         '--dynamic-batch', '--verify-images',
+         *map(str, sorted(images.iterdir()))],
+        capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 'onnxruntime matches PyTorch on 3 images' in proc.stdout
+    return checkpoint, images, str(onnx_file)
+
+
+def test_standard_operators_only(exported):
+    model = onnx.load(exported[2])
+    # The oneDNN fast path of eager inference must not be recorded.
+    assert foreign_domains(model) == []
+    assert not [n for n in model.graph.node if 'mkldnn' in n.op_type]
+    assert {i.name for i in model.graph.input} == {'images',
+                                                   'orig_target_sizes'}
+    assert max(o.version for o in model.opset_import if o.domain == '') >= 16
+
+
+def test_metadata_round_trip(exported):
+    detector = ONNXRuntimeDetector(exported[2])
+    assert detector.classes == CLASSES
+    assert detector.input_size == (224, 224)
+    assert detector.batch_size is None
+
+
+def test_dynamic_batch(exported):
+    """A batch of two different images gives what each gives alone."""
+    _, images, onnx_file = exported
+    detector = ONNXRuntimeDetector(onnx_file)
+    arrays = [read_image(str(p)) for p in sorted(images.iterdir())[:2]]
+    inputs, sizes = preprocess(arrays, detector.input_size)
+    both = detector(inputs, sizes)
+    assert both['boxes'].shape == (2, 100, 4)
+    for i in range(2):
+        alone = detector(inputs[i:i + 1], sizes[i:i + 1])
+        compare_detections(as_tensors(both, i), as_tensors(alone, 0),
+                           arrays[i].shape[:2], score_tol=1e-5,
+                           box_tol=1e-2)
+    assert not np.allclose(both['scores'][0], both['scores'][1])
+
+
+@pytest.fixture(scope='module')
+def infer_tool():
+    spec = importlib.util.spec_from_file_location('infer', INFER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_infer_backends_agree(exported, infer_tool, tmp_path):
+    """tools/infer.py writes the same predictions.json from the ONNX file
+    as from the config and the checkpoint."""
+    checkpoint, images, onnx_file = exported
+    torch_run = infer_tool.infer(CONFIG, checkpoint, str(images),
+                                 str(tmp_path / 'pytorch'), score_thr=0)
+    ort_run = infer_tool.infer_onnxruntime(onnx_file, str(images),
+                                           str(tmp_path / 'ort'),
+                                           score_thr=0)
+    written = json.loads((tmp_path / 'ort/predictions.json').read_text())
+    assert written == ort_run
+    assert [p['image'] for p in ort_run] == [p['image'] for p in torch_run]
+
+    def tensors(prediction):
+        dets = prediction['detections']
+        return dict(scores=torch.tensor([d['score'] for d in dets]),
+                    labels=torch.tensor([d['label'] for d in dets]),
+                    bboxes=torch.tensor([d['bbox'] for d in dets]))
+
+    for ours, reference in zip(ort_run, torch_run, strict=True):
+        assert len(ours['detections']) == 100
+        assert all(d['class'] == CLASSES[d['label']]
+                   for d in ours['detections'])
+        compare_detections(tensors(ours), tensors(reference), (200, 300))
+        name = Path(ours['image']).name
+        assert (tmp_path / 'ort/vis' / name).is_file()
+
+
+def test_onnxruntime_backend_errors(exported, infer_tool, tmp_path):
+    checkpoint, images, _ = exported
+    for path in (checkpoint, CONFIG):
+        with pytest.raises(ValueError, match='is not an ONNX detector'):
+            infer_tool.infer_onnxruntime(path, str(images), str(tmp_path))
+    # A valid ONNX file with another interface.
+    other = tmp_path / 'identity.onnx'
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node('Identity', ['x'], ['y'])], 'identity',
+        [onnx.helper.make_tensor_value_info('x', onnx.TensorProto.FLOAT,
+                                            [1])],
+        [onnx.helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT,
+                                            [1])])
+    onnx.save(onnx.helper.make_model(graph), other)
+    with pytest.raises(ValueError, match=r"takes \('x',\) and gives"):
+        ONNXRuntimeDetector(str(other))
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        ONNXRuntimeDetector(str(tmp_path / 'missing.onnx'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['identity.onnx']
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match='Config .* does not exist'):
+        load_detector(str(tmp_path / 'missing.py'), CONFIG)
+    with pytest.raises(FileNotFoundError,
+                       match='Checkpoint .* does not exist'):
+        load_detector(CONFIG, str(tmp_path / 'missing.pth'))
+    with pytest.raises(ValueError, match='is not a PyTorch checkpoint'):
+        load_detector(CONFIG, CONFIG)
+    three = save(build(**{'model.bbox_head.num_classes': 3}),
+                 tmp_path / 'three.pth', CLASSES[:3])
+    with pytest.raises(ValueError, match=(
+            r'three\.pth does not fit the model of the config .*: weights '
+            r'of the checkpoint do not fit .*num_classes=3')):
+        load_detector(CONFIG, three)
+    model = build()
+    unnamed = tmp_path / 'unnamed.pth'
+    torch.save({'state_dict': model.state_dict()}, unnamed)
+    with pytest.raises(ValueError, match='has no class names'):
+        load_detector(CONFIG, str(unnamed))
+    deployed = save(switch_to_deploy(model), tmp_path / 'deploy.pth')
+    with pytest.raises(ValueError, match='is in deploy form'):
+        load_detector(CONFIG, deployed)
+
+
+def test_export_arguments(tmp_path):
+    model = DeployedDetector(build())
+    meta = {'classes': CLASSES}
+    out = tmp_path / 'model.onnx'
+    with pytest.raises(ValueError, match='opset 15 < 16 lacks GridSample'):
+        export_onnx(model, str(out), (224, 224), meta, opset=15)
+    with pytest.raises(ValueError, match='dynamic batch needs opset 18'):
+        export_onnx(model, str(out), (224, 224), meta, dynamic_batch=True,
+                    opset=17)
+    assert not out.exists()
+
+
+def test_forms_load_alike(tmp_path):
+    """A train-form checkpoint with the train config and its folded copy
+    with the deploy config give the same model."""
+    torch.manual_seed(0)
+    model = build()
+    train = save(model, tmp_path / 'train.pth')
+    deploy = save(switch_to_deploy(model), tmp_path / 'deploy.pth')
+    images = torch.rand(1, 3, 160, 160)
+    sizes = torch.tensor([[300, 200]])
+    with torch.no_grad():
+        outputs = [
+            DeployedDetector(load_detector(config, path)[0])(images, sizes)
+            for config, path in ((CONFIG, train), (DEPLOY_CONFIG, deploy))
+        ]
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(a, b)
+
+
+def test_cli_error(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location('export_onnx', EXPORT)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'out.onnx'
+    monkeypatch.setattr(sys, 'argv', [
+        str(EXPORT), CONFIG, str(tmp_path / 'missing.pth'), str(out)])
+    with pytest.raises(SystemExit) as exit_:
+        tool.main()
+    assert exit_.value.code == (
+        f'error: Checkpoint {tmp_path}/missing.pth does not exist')
+    assert not out.exists()
