@@ -16,6 +16,7 @@ fail with the reason; they never skip.
 """
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,14 +45,18 @@ IMAGE_SIZE = (640, 640)
 
 @pytest.fixture(scope='module')
 def oracle(tmp_path_factory):
-    """The oracle's folder: HF models, official .pth files, detections."""
+    """The oracle's folder: HF models, official .pth files, detections.
+
+    About 2.4 GB, removed after the module's tests.
+    """
     out = tmp_path_factory.mktemp('hf_rtdetr_oracle')
     try:
         run_hf_rtdetr_oracle(str(out), list(VARIANTS))
     except OracleUnavailable as error:
         pytest.fail(f'The HF transformers oracle is unavailable, so the '
                     f'conversion cannot be checked: {error}')
-    return out
+    yield out
+    shutil.rmtree(out)
 
 
 def run_tool(*args):
