@@ -36,6 +36,21 @@ def test_mmpretrain_configs_build(config):
     assert model.backbone.deploy == ('deploy' in config.name)
 
 
+@pytest.mark.parametrize('arch', ['s12', 's24', 's36', 'm36', 'm48'])
+def test_distillation_configs(arch):
+    cfg = Config.fromfile(ROOT / f'configs/riformer/riformer-{arch}_distill-'
+                          f'poolformer_8xb128_in1k.py')
+    model = cfg.model
+    assert model.type == 'ModuleImitationClassifier'
+    assert model.backbone.arch == model.teacher.backbone.arch == arch
+    assert model.teacher.backbone.type == 'PoolFormer'
+    assert f'poolformer-{arch}_' in model.teacher_checkpoint
+    assert model.teacher.head.in_channels == model.head.in_channels
+    assert model.gt_weight == 0
+    assert cfg.train_cfg.max_epochs == 600
+    assert cfg.train_dataloader.batch_size == 128
+
+
 @pytest.mark.parametrize('config', sorted(
     (ROOT / 'configs').glob('**/rtdetr_riformer*.py')),
     ids=lambda p: str(p.relative_to(ROOT / 'configs')))

@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .backbones import PResNet, RIFormer, RIFormerBlock
+from .classifiers import ModuleImitationClassifier
 from .data_preprocessors import BatchRandomChoiceResize
 from .dense_heads import RTDETRHead
 from .detectors import RTDETR
@@ -11,5 +12,5 @@ from .utils import switch_to_deploy
 __all__ = [
     'BatchRandomChoiceResize', 'PResNet', 'RIFormer', 'RIFormerBlock',
     'RTDETRHead', 'RTDETR', 'LayerNorm2d', 'RTDETRVarifocalLoss',
-    'HybridEncoder', 'switch_to_deploy'
+    'HybridEncoder', 'ModuleImitationClassifier', 'switch_to_deploy'
 ]

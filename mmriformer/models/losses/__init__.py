@@ -1,4 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .logit_distillation import logit_distillation_loss
 from .varifocal_loss import RTDETRVarifocalLoss, varifocal_loss
 
-__all__ = ['RTDETRVarifocalLoss', 'varifocal_loss']
+__all__ = [
+    'logit_distillation_loss', 'RTDETRVarifocalLoss', 'varifocal_loss'
+]

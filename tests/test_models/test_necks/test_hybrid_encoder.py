@@ -296,3 +296,18 @@ def test_aifi_layer_adds_pos_to_queries_and_keys_only():
         layer.self_attn.in_proj_weight[:32].zero_()
         layer.self_attn.in_proj_bias[:32].zero_()
         torch.testing.assert_close(layer(x, pos), layer(x))
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_torch_compile_fullgraph(deploy):
+    """The encoder compiles as one graph (no graph breaks), train and
+    deploy form, and computes what eager mode does."""
+    model = randomize_(_encoder())
+    if deploy:
+        switch_to_deploy(model)
+    feats = _feats(64, 96, dtype=torch.float64)
+    model = model.double().eval()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+    with torch.no_grad():
+        assert_float64_close(model(feats), compiled(feats))

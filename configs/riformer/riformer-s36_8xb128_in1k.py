@@ -1,0 +1,7 @@
+# mmpretrain's ImageNet classifier with mmriformer's RIFormer as backbone.
+# Same keys as mmpretrain's own, so its checkpoints load as they are.
+_base_ = 'mmpretrain::riformer/riformer-s36_8xb128_in1k.py'
+custom_imports = dict(imports=['mmriformer'], allow_failed_imports=False)
+
+# mmpretrain registers its own 'RIFormer'; ours is reached by scope.
+model = dict(backbone=dict(type='mmdet.RIFormer'))
