@@ -46,7 +46,6 @@ def test_distillation_configs(arch):
     assert model.teacher.backbone.type == 'PoolFormer'
     assert f'poolformer-{arch}_' in model.teacher_checkpoint
     assert model.teacher.head.in_channels == model.head.in_channels
-    assert model.gt_weight == 0
     assert cfg.train_cfg.max_epochs == 600
     assert cfg.train_dataloader.batch_size == 128
 

@@ -2,6 +2,8 @@
 # PoolFormer-S12 (ModuleImitationClassifier; README, 'Training RIFormer').
 _base_ = './riformer-s12_8xb128_in1k.py'
 
+# The loss weights are the class's defaults: all 1 and T = 1 (our choice,
+# the paper gives none), no label loss (as the paper).
 model = dict(
     type='ModuleImitationClassifier',
     teacher=dict(
@@ -10,14 +12,7 @@ model = dict(
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=1000, in_channels=512)),
     teacher_checkpoint='https://download.openmmlab.com/mmclassification/v0/'
-    'poolformer/poolformer-s12_3rdparty_32xb128_in1k_20220414-f8d83051.pth',
-    # Our choice (the paper gives no weights): all terms weighted 1, T = 1.
-    # No label loss, as the paper.
-    kd_weight=1.0,
-    temperature=1.0,
-    imitation_in_weight=1.0,
-    imitation_out_weight=1.0,
-    gt_weight=0.0)
+    'poolformer/poolformer-s12_3rdparty_32xb128_in1k_20220414-f8d83051.pth')
 
 # The paper's final models trained 600 epochs. AdamW, lr 4e-3 at batch 4096
 # (1e-3 at 8x128 with --auto-scale-lr), 20 warm-up epochs, cosine and the
