@@ -90,9 +90,12 @@ class RTDETRHead(DINOHead):
             x2, y2) of each image.
         """
         batch_img_metas = [s.metainfo for s in batch_data_samples]
-        return self.predict_by_feat(all_layers_cls_scores,
-                                    all_layers_bbox_preds, batch_img_metas,
-                                    rescale)
+        # In float32 under autocast too: box scaling, and mmdet's metrics
+        # and visualiser (numpy has no bfloat16).
+        return self.predict_by_feat(
+            at_least_float32(all_layers_cls_scores),
+            at_least_float32(all_layers_bbox_preds), batch_img_metas,
+            rescale)
 
     @staticmethod
     def split_outputs(all_layers_cls_scores: Tensor,

@@ -142,6 +142,19 @@ def test_predict_scales_to_original_image():
     assert (pred.scores[:-1] >= pred.scores[1:]).all()
 
 
+def test_predictions_are_float32_under_autocast():
+    """mim test with test_cfg.fp16=True runs bfloat16 autocast on a CPU;
+    mmdet's CocoMetric turns the predictions into numpy, which has no
+    bfloat16."""
+    model = build_detector().eval()
+    sample = make_det_samples([(128, 160)], [[]])[0]
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        pred = model.predict(torch.rand(1, 3, 128, 160),
+                             [sample])[0].pred_instances
+    assert pred.scores.dtype == pred.bboxes.dtype == torch.float32
+    pred.scores.numpy(), pred.bboxes.numpy()
+
+
 def test_switch_to_deploy_same_predictions():
     torch.manual_seed(0)
     model = build_detector('rtdetr_riformer_s12.py')
