@@ -87,15 +87,11 @@ def last_checkpoint(work_dir: str) -> str:
         return f.read().strip()
 
 
-def deploy_check(checkpoint: str, data_options: Dict[str, str],
-                 val_root: str) -> Dict[str, float]:
+def deploy_check(checkpoint: str, val_root: str) -> Dict[str, float]:
     """Load a distilled checkpoint into the plain classifier, fold it, and
     compare the logits of both forms on validation images in float64."""
     model = build_model(
-        osp.join(ROOT, CONFIGS['plain']), {
-            'model.backbone.init_cfg': None,
-            **data_options
-        })
+        osp.join(ROOT, CONFIGS['plain']), {'model.backbone.init_cfg': None})
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     model = model.double().eval()
     deployed = switch_to_deploy(copy.deepcopy(model))
@@ -161,7 +157,7 @@ def main():
 
     curves = {name: top1_curve(osp.join(work, name)) for name in CONFIGS}
     deploy = deploy_check(
-        last_checkpoint(osp.join(work, 'imitation')), data_options,
+        last_checkpoint(osp.join(work, 'imitation')),
         osp.join(data_root, 'val'))
     summary = dict(
         top1=curves,
