@@ -49,7 +49,6 @@ import mmcv
 import numpy as np
 import torch
 from mmdet.apis import DetInferencer
-from mmdet.apis.det_inferencer import IMG_EXTENSIONS
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.visualization import DetLocalVisualizer
@@ -61,36 +60,7 @@ from torch import nn
 from mmriformer.deployment import ONNXRuntimeDetector, preprocess, read_image
 from mmriformer.models import switch_to_deploy
 from mmriformer.utils.cli_checks import earlier_records
-
-
-def find_images(path: str) -> List[str]:
-    """The image at ``path``, or the images directly inside a folder.
-
-    Args:
-        path (str): An image file or a folder.
-
-    Returns:
-        list[str]: Image paths, sorted.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is not an image, or a folder without images.
-    """
-    if osp.isdir(path):
-        images = sorted(
-            osp.join(path, name) for name in os.listdir(path)
-            if name.lower().endswith(IMG_EXTENSIONS)
-            and osp.isfile(osp.join(path, name)))
-        if not images:
-            raise ValueError(f'No images ({", ".join(IMG_EXTENSIONS)}) in '
-                             f'the folder {path}')
-        return images
-    if not osp.exists(path):
-        raise FileNotFoundError(f'Image or folder {path} does not exist')
-    if not path.lower().endswith(IMG_EXTENSIONS):
-        raise ValueError(f'{path} is not an image '
-                         f'({", ".join(IMG_EXTENSIONS)})')
-    return [path]
+from mmriformer.utils.image_files import find_images
 
 
 def train_form_keys(cfg: Config) -> Set[str]:

@@ -1,12 +1,16 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""ONNX export of the deploy forms and an onnxruntime backend."""
+"""ONNX export of the deploy forms, an onnxruntime backend, its INT8 form
+and its evaluation."""
+from .evaluation import evaluate_onnx
 from .onnx_export import (DeployedDetector, config_input_size, export_onnx,
                           foreign_domains, load_detector, verify_onnx)
 from .onnxruntime_detector import ONNXRuntimeDetector
 from .preprocess import preprocess, read_image
+from .quantize import float_kernels, quantize_int8
 
 __all__ = [
     'DeployedDetector', 'config_input_size', 'export_onnx',
     'foreign_domains', 'load_detector', 'verify_onnx',
-    'ONNXRuntimeDetector', 'preprocess', 'read_image'
+    'ONNXRuntimeDetector', 'preprocess', 'read_image', 'evaluate_onnx',
+    'quantize_int8', 'float_kernels'
 ]

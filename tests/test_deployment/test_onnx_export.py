@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""ONNX export of the demo model, checked against PyTorch in onnxruntime.
+"""ONNX export of the demo model, checked against PyTorch in onnxruntime,
+and its INT8 form.
 
 One export (through the CLI, with its own verification) serves every test
 of the module: it takes most of the module's time.
@@ -20,8 +21,9 @@ from mmengine.registry import DefaultScope
 
 from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
-                                   export_onnx, foreign_domains, load_detector,
-                                   preprocess, read_image)
+                                   evaluate_onnx, export_onnx, float_kernels,
+                                   foreign_domains, load_detector, preprocess,
+                                   quantize_int8, read_image)
 from mmriformer.models import switch_to_deploy
 from mmriformer.testing import randomize_
 from mmriformer.testing.detections import compare_detections
@@ -29,6 +31,8 @@ from mmriformer.testing.detections import compare_detections
 ROOT = Path(__file__).parents[2]
 EXPORT = ROOT / 'tools/deployment/export_onnx.py'
 INFER = ROOT / 'tools/infer.py'
+QUANTIZE = ROOT / 'tools/deployment/quantize_onnx.py'
+TEST_ONNX = ROOT / 'tools/deployment/test_onnx.py'
 CONFIG = str(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py')
 DEPLOY_CONFIG = str(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes_deploy.py')
 CLASSES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')
@@ -235,3 +239,93 @@ def test_cli_error(tmp_path, monkeypatch):
     assert exit_.value.code == (
         f'error: Checkpoint {tmp_path}/missing.pth does not exist')
     assert not out.exists()
+
+
+@pytest.fixture(scope='module')
+def quantized(exported):
+    """The export quantised to INT8 by the CLI, calibrated on the three
+    images."""
+    _, images, onnx_file = exported
+    out = onnx_file.replace('.onnx', '_int8.onnx')
+    proc = subprocess.run(
+        [sys.executable, str(QUANTIZE), onnx_file, out,
+         '--calibration-images', str(images)],
+        capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 'calibrated on 3 images' in proc.stdout
+    return out
+
+
+def test_int8_quantizes_every_weighted_operator(exported, quantized):
+    # Every quantised operator runs as an integer kernel. With a residual
+    # added by addmm (a Gemm with a bias that is not a constant) or a bias
+    # split off in the graph, the backbone MLP and the decoder's
+    # self-attention would dequantise their weights and run in float.
+    assert float_kernels(quantized) == {}
+    # Every convolution and Gemm of the export has an int8 weight.
+    exported_ops = [n.op_type for n in onnx.load(exported[2]).graph.node]
+    int8 = [t for t in onnx.load(quantized).graph.initializer
+            if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8) >= exported_ops.count('Conv') + exported_ops.count(
+        'Gemm') > 0
+    graph = onnx.load(quantized).graph
+    assert {n.op_type for n in graph.node} >= {'QuantizeLinear',
+                                               'DequantizeLinear', 'Gelu'}
+    # int8 weights are a quarter of float32 ones, and the weights are
+    # nearly all of the file.
+    assert Path(quantized).stat().st_size < Path(exported[2]).stat(
+    ).st_size / 2
+
+
+def test_int8_keeps_the_interface(exported, quantized):
+    _, images, onnx_file = exported
+    reference, detector = map(ONNXRuntimeDetector, (onnx_file, quantized))
+    assert detector.dataset_meta == reference.dataset_meta
+    assert (detector.input_size, detector.batch_size) == (
+        reference.input_size, reference.batch_size)
+    arrays = [read_image(str(p)) for p in sorted(images.iterdir())]
+    outputs = detector(*preprocess(arrays, detector.input_size))
+    assert outputs['boxes'].shape == (3, 100, 4)
+    assert np.isfinite(outputs['scores']).all()
+
+
+def test_int8_errors(exported, tmp_path):
+    _, images, onnx_file = exported
+    out = tmp_path / 'int8.onnx'
+    with pytest.raises(ValueError, match='calibration needs images'):
+        quantize_int8(onnx_file, str(out), [])
+    with pytest.raises(ValueError, match='is not an ONNX detector'):
+        quantize_int8(CONFIG, str(out), [read_image(
+            str(next(images.iterdir())))])
+    for extra, message in (
+            ([onnx_file, '--calibration-images', str(images)],
+             'is the input file'),
+            ([str(out), '--calibration-images', str(tmp_path)],
+             'No images'),
+            ([str(out), '--calibration-images', str(images),
+              '--max-images', '0'], '--max-images 0: give at least 1')):
+        proc = subprocess.run([sys.executable, str(QUANTIZE), onnx_file,
+                               *extra], capture_output=True, text=True)
+        assert proc.returncode != 0 and message in proc.stderr
+    assert not out.exists()
+
+
+def test_evaluation_refuses_other_classes(exported, tmp_path):
+    cfg = Config.fromfile(CONFIG)
+    cfg.merge_from_dict({
+        'test_dataloader.dataset.data_root': str(tmp_path),
+        'test_dataloader.dataset.num_images': 1,
+        'test_dataloader.dataset.metainfo.classes': CLASSES[::-1]
+    })
+    with pytest.raises(ValueError, match='the test set of the config has '
+                       r"\('ring', "):
+        evaluate_onnx(ONNXRuntimeDetector(exported[2]), cfg)
+
+
+def test_evaluation_cli_errors(tmp_path):
+    missing = tmp_path / 'missing.onnx'
+    proc = subprocess.run(
+        [sys.executable, str(TEST_ONNX), CONFIG, str(missing)],
+        capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert f'error: ONNX model {missing} does not exist' in proc.stderr

@@ -31,7 +31,7 @@ def test_every_form_batch_and_size_in_json_and_table(tool, tmp_path, capsys):
     tool.main([
         CONFIG, '--sizes', str(SIZE), '--batch-sizes', '1', '2',
         '--warmup', '0', '--repeats', '2', '--out', str(out),
-        '--peer-json', str(tmp_path / 'peer.json')
+        '--peer-json', str(tmp_path / 'peer.json'), '--forms', *tool.FORMS
     ])
     rows = json.loads(out.read_text())
     assert [(r['form'], r['batch_size'], r['size']) for r in rows] == [
@@ -49,7 +49,7 @@ def test_every_form_batch_and_size_in_json_and_table(tool, tmp_path, capsys):
     # Speed-ups only against the peer's device, dtype, batch and size.
     speedups = [line.split()[-1] for line in table.splitlines()
                 if line.endswith('x')]
-    assert len(speedups) == 3
+    assert len(speedups) == len(tool.FORMS)
     # A second run may replace its own results, not another file.
     (tmp_path / 'other.json').write_text('{"a": 1}')
     with pytest.raises(SystemExit, match='is not an earlier result'):
@@ -77,6 +77,8 @@ def test_forms_that_disagree_are_an_error(tool):
     (['--cuda-graphs'], '--cuda-graphs needs --device cuda'),
     (['--forms', 'onnxruntime', '--dtype', 'bf16'],
      'onnxruntime cannot run: the ONNX export is float32'),
+    (['--forms', 'onnxruntime-int8', '--dtype', 'fp16'],
+     'onnxruntime-int8 cannot run: the ONNX export is float32'),
 ])
 def test_settings_this_machine_cannot_run(tool, monkeypatch, argv, message):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)

@@ -14,6 +14,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from mmriformer.testing import assert_float32_error_within, randomize_
+from mmriformer.utils.image_files import find_images
 
 ROOT = Path(__file__).parents[2]
 TOOL = ROOT / 'tools/infer.py'
@@ -145,11 +146,11 @@ def test_missing_checkpoint(data, tmp_path):
 def test_bad_inputs(tool, data, tmp_path):
     checkpoint, images = data
     with pytest.raises(FileNotFoundError, match='does not exist'):
-        tool.find_images(str(tmp_path / 'missing'))
+        find_images(str(tmp_path / 'missing'))
     with pytest.raises(ValueError, match='No images'):
-        tool.find_images(str(tmp_path))
+        find_images(str(tmp_path))
     with pytest.raises(ValueError, match='is not an image'):
-        tool.find_images(str(images / 'notes.txt'))
+        find_images(str(images / 'notes.txt'))
     # an 80-class config cannot take the 3-class checkpoint
     with pytest.raises(ValueError, match=(
             r'The checkpoint .*model\.pth does not fit the model of the '

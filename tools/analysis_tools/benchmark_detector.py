@@ -2,23 +2,27 @@
 """Images/s and latency of RT-DETR detectors, per config and form.
 
 Forms: ``train`` (the model as the config builds it), ``deploy`` (folded by
-``switch_to_deploy``; on the CPU in float32 it takes the oneDNN fast path)
-and ``onnxruntime`` (the deploy form exported by
+``switch_to_deploy``; on the CPU in float32 it takes the oneDNN fast path),
+``onnxruntime`` (the deploy form exported by
 :func:`~mmriformer.deployment.export_onnx` and run by onnxruntime; float32
-only). Each timed call is the whole inference path with the official export
-interface (:class:`~mmriformer.deployment.DeployedDetector`): ``[0, 1]`` RGB
-images in; labels, boxes and scores of the top-k detections out,
-post-processing included.
+only) and, when asked for, ``onnxruntime-int8`` (that export quantised by
+:func:`~mmriformer.deployment.quantize_int8`, calibrated on a few generated
+shapes images). Each timed call is the whole inference path with the
+official export interface (:class:`~mmriformer.deployment.DeployedDetector`):
+``[0, 1]`` RGB images in; labels, boxes and scores of the top-k detections
+out, post-processing included.
 
 Every form of a config gets the same weights (``--checkpoint``, or random
 weights of sane magnitude from ``--seed``) and the same random images of
 ``size x size``. Before anything is timed, the forms' detections are
 checked against the first form's: scores within 1e-4 and boxes within
 0.1 px (in float32; fp16/bf16 runs are checked the same way in float32,
-since rounding in half precision moves scores by more than that). Then
-each form is warmed up and the timed calls are interleaved (train, deploy,
-onnxruntime, train, ...), so a drift in the machine's speed hits every form
-alike. Latency is the median and the 90th percentile of the calls;
+since rounding in half precision moves scores by more than that). The INT8
+form is not checked so: quantisation moves scores by far more than that,
+and its accuracy is a matter of mAP (``tools/deployment/test_onnx.py``).
+Then each form is warmed up and the timed calls are interleaved (train,
+deploy, onnxruntime, train, ...), so a drift in the machine's speed hits
+every form alike. Latency is the median and the 90th percentile of the calls;
 images/s is the batch size over the median.
 
 ``--out`` writes a JSON list of rows (``ROW_KEYS``, the settings, every
@@ -56,8 +60,9 @@ from mmengine.config import DictAction
 from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
 
+from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
-                                   export_onnx)
+                                   export_onnx, quantize_int8, read_image)
 from mmriformer.models.utils.onednn import onednn_enabled
 from mmriformer.testing import randomize_
 from mmriformer.testing.detections import compare_detections
@@ -66,7 +71,10 @@ from mmriformer.utils.cli_checks import earlier_records
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from detector_complexity import build_detector, deploy_copy  # noqa: E402
 
-FORMS = ('train', 'deploy', 'onnxruntime')
+FORMS = ('train', 'deploy', 'onnxruntime', 'onnxruntime-int8')
+ONNX_FORMS = ('onnxruntime', 'onnxruntime-int8')
+# Images the INT8 form is calibrated on; its speed does not depend on them.
+CALIBRATION_IMAGES = 8
 DTYPES = {
     'fp32': torch.float32,
     'fp16': torch.float16,
@@ -109,7 +117,7 @@ def check_device(device: str, cuda_graphs: bool) -> None:
 
 
 def onnxruntime_missing(device: str, dtype: str) -> Optional[str]:
-    """Why the onnxruntime form cannot run here, or None.
+    """Why the onnxruntime forms cannot run here, or None.
 
     Args:
         device (str): ``'cpu'`` or ``'cuda'``.
@@ -134,8 +142,8 @@ def build_forms(config: str,
 
     Args:
         config (str): Path of the config.
-        forms (Sequence[str]): Forms wanted; ``onnxruntime`` needs the
-            deploy form, which is then built too.
+        forms (Sequence[str]): Forms wanted; the onnxruntime ones need
+            the deploy form, which is then built too.
         checkpoint (str, optional): Weights of the train form; random
             weights from ``seed`` without.
         seed (int): Seed of the random weights. Defaults to 0.
@@ -155,7 +163,7 @@ def build_forms(config: str,
     models = {}
     if 'train' in forms:
         models['train'] = model
-    if 'deploy' in forms or 'onnxruntime' in forms:
+    if 'deploy' in forms or set(ONNX_FORMS) & set(forms):
         models['deploy'] = deploy_copy(model)
     return models
 
@@ -200,28 +208,54 @@ def torch_runner(model: nn.Module, device: str, dtype: str,
     return run
 
 
-def onnxruntime_runner(model: nn.Module, size: int, dynamic_batch: bool,
-                       device: str, folder: str) -> Runner:
-    """The deploy form exported to ONNX and run by onnxruntime.
+def export_deploy(model: nn.Module, size: int, dynamic_batch: bool,
+                  folder: str) -> str:
+    """Export the deploy form for ``size x size`` inputs.
 
     Args:
         model (nn.Module): The deploy-form detector, on the CPU.
-        size (int): Side of the square input the export is made for.
+        size (int): Side of the square input.
         dynamic_batch (bool): Export with a dynamic batch dimension.
-        device (str): ``'cpu'`` or ``'cuda'`` (onnxruntime's provider).
         folder (str): Where the ONNX file is written.
+
+    Returns:
+        str: Path of the file.
+    """
+    path = osp.join(folder, f'deploy_{size}.onnx')
+    num_classes = model.bbox_head.num_classes
+    return export_onnx(
+        DeployedDetector(copy.deepcopy(model).cpu()), path, (size, size),
+        dataset_meta=dict(classes=[str(i) for i in range(num_classes)]),
+        dynamic_batch=dynamic_batch)
+
+
+def quantize_export(path: str, size: int, folder: str) -> str:
+    """The INT8 form of an export, calibrated on generated shapes images
+    of ``size x size``.
+
+    Returns:
+        str: Path of the INT8 file, beside ``path``.
+    """
+    root = osp.join(folder, f'calibration_{size}')
+    generate_shapes_dataset(root, 'images', num_images=CALIBRATION_IMAGES,
+                            image_size=(size, size), min_size=size // 8,
+                            max_size=size // 2)
+    images = [read_image(osp.join(root, 'images', name))
+              for name in sorted(os.listdir(osp.join(root, 'images')))]
+    return quantize_int8(path, path.replace('.onnx', '_int8.onnx'), images)
+
+
+def onnxruntime_runner(path: str, device: str) -> Runner:
+    """An ONNX file run by onnxruntime.
+
+    Args:
+        path (str): The file.
+        device (str): ``'cpu'`` or ``'cuda'`` (onnxruntime's provider).
 
     Returns:
         Callable: Like :func:`torch_runner`'s; images go to and come back
         from the host each call, as an onnxruntime user's would.
     """
-    path = osp.join(folder, f'deploy_{size}.onnx')
-    num_classes = model.bbox_head.num_classes
-    export_onnx(DeployedDetector(copy.deepcopy(model).cpu()), path,
-                (size, size),
-                dataset_meta=dict(classes=[str(i)
-                                           for i in range(num_classes)]),
-                dynamic_batch=dynamic_batch)
     session = ONNXRuntimeDetector(path, [PROVIDERS[device]])
 
     def run(images: Tensor) -> Detections:
@@ -365,19 +399,24 @@ def benchmark_config(config: str, args: argparse.Namespace,
     env = environment()
     rows = []
     for size in args.sizes:
-        ort = None
-        if 'onnxruntime' in args.forms:
-            ort = onnxruntime_runner(models['deploy'], size,
-                                     args.batch_sizes != [1], args.device,
-                                     folder)
+        onnx_runners = {}
+        if set(ONNX_FORMS) & set(args.forms):
+            path = export_deploy(models['deploy'], size,
+                                 args.batch_sizes != [1], folder)
+            if 'onnxruntime' in args.forms:
+                onnx_runners['onnxruntime'] = onnxruntime_runner(
+                    path, args.device)
+            if 'onnxruntime-int8' in args.forms:
+                onnx_runners['onnxruntime-int8'] = onnxruntime_runner(
+                    quantize_export(path, size, folder), args.device)
         for batch_size in args.batch_sizes:
             gen = torch.Generator().manual_seed(args.seed)
             images = torch.rand(batch_size, 3, size, size,
                                 generator=gen).to(args.device)
             timed, checked = {}, {}
             for form in args.forms:
-                if form == 'onnxruntime':
-                    timed[form] = ort
+                if form in onnx_runners:
+                    timed[form] = onnx_runners[form]
                     continue
                 timed[form] = torch_runner(models[form], args.device,
                                            args.dtype, args.compile)
@@ -385,23 +424,24 @@ def benchmark_config(config: str, args: argparse.Namespace,
                     timed[form] = with_cuda_graph(timed[form], images)
                 checked[form] = timed[form] if args.dtype == 'fp32' else \
                     torch_runner(models[form], args.device, 'fp32')
-            if ort is not None:
+            if 'onnxruntime' in onnx_runners:
                 # The export is checked against PyTorch even when only it
                 # is timed.
                 checked = checked or {'deploy': torch_runner(
                     models['deploy'], args.device, 'fp32')}
-                checked['onnxruntime'] = ort
-            check_forms_agree(
-                {form: run(images) for form, run in checked.items()},
-                (size, size))
+                checked['onnxruntime'] = onnx_runners['onnxruntime']
+            if len(checked) > 1:
+                check_forms_agree(
+                    {form: run(images) for form, run in checked.items()},
+                    (size, size))
             times = time_runners(timed, images, args.warmup, args.repeats)
             for form in args.forms:
                 rows.append(dict(
                     model=osp.splitext(osp.basename(config))[0],
                     config=config, form=form, device=args.device,
                     dtype=args.dtype, batch_size=batch_size, size=size,
-                    compiled=args.compile and form != 'onnxruntime',
-                    cuda_graphs=args.cuda_graphs and form != 'onnxruntime',
+                    compiled=args.compile and form not in ONNX_FORMS,
+                    cuda_graphs=args.cuda_graphs and form not in ONNX_FORMS,
                     checkpoint=args.checkpoint, seed=args.seed,
                     warmup=args.warmup, environment=env,
                     **summarize(times[form], batch_size)))
@@ -464,7 +504,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('configs', nargs='+', help='config files')
     parser.add_argument('--forms', nargs='+', choices=FORMS,
                         help='default: train, deploy, and onnxruntime '
-                        'when it can run')
+                        'when it can run (onnxruntime-int8 only on request)')
     parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1])
     parser.add_argument('--sizes', nargs='+', type=int, default=[640],
                         help='sides of the square inputs')
@@ -507,15 +547,17 @@ def resolve_forms(args: argparse.Namespace) -> None:
     """Fill in the default forms, or raise if a requested one cannot run.
 
     Raises:
-        ValueError: ``onnxruntime`` was asked for and cannot run.
+        ValueError: An onnxruntime form was asked for and cannot run.
     """
     missing = onnxruntime_missing(args.device, args.dtype)
     if args.forms is None:
-        args.forms = [f for f in FORMS if f != 'onnxruntime' or not missing]
+        args.forms = ['train', 'deploy'] + ([] if missing else
+                                            ['onnxruntime'])
         if missing:
             print(f'onnxruntime form left out: {missing}.')
-    elif 'onnxruntime' in args.forms and missing:
-        raise ValueError(f'--forms onnxruntime cannot run: {missing}.')
+    for form in set(ONNX_FORMS) & set(args.forms):
+        if missing:
+            raise ValueError(f'--forms {form} cannot run: {missing}.')
     args.forms = list(dict.fromkeys(args.forms))
 
 

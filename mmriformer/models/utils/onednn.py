@@ -263,7 +263,9 @@ def linear_add(x: Tensor, residual: Tensor, weight: Tensor, bias: Tensor,
         Tensor: Output of shape (M, N).
     """
     def plain() -> Tensor:
-        return torch.addmm(residual, x, weight.t()).add_(bias)
+        # Not addmm(residual, ...): an exported Gemm then keeps a constant
+        # bias, which onnxruntime's quantiser needs.
+        return residual + F.linear(x, weight, bias)
 
     if not onednn_usable(x):
         return plain()
