@@ -27,7 +27,7 @@ from typing import Dict, List
 
 import cv2
 import torch
-from mmengine.runner import load_checkpoint
+from mmengine.runner import find_latest_checkpoint, load_checkpoint
 
 from mmriformer.apis import build_model
 from mmriformer.datasets.synthetic_shapes import (DEFAULT_CLASSES,
@@ -80,11 +80,6 @@ def top1_curve(work_dir: str) -> List[float]:
     with open(logs[-1]) as f:
         rows = [json.loads(line) for line in f]
     return [row['accuracy/top1'] for row in rows if 'accuracy/top1' in row]
-
-
-def last_checkpoint(work_dir: str) -> str:
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        return f.read().strip()
 
 
 def deploy_check(checkpoint: str, val_root: str) -> Dict[str, float]:
@@ -148,7 +143,7 @@ def main():
         student_options.append(f'train_cfg.max_epochs={args.epochs}')
     seconds['teacher'] = train('teacher', osp.join(work, 'teacher'),
                                teacher_options)
-    teacher_ckpt = last_checkpoint(osp.join(work, 'teacher'))
+    teacher_ckpt = find_latest_checkpoint(osp.join(work, 'teacher'))
     seconds['plain'] = train('plain', osp.join(work, 'plain'),
                              student_options)
     seconds['imitation'] = train(
@@ -157,7 +152,7 @@ def main():
 
     curves = {name: top1_curve(osp.join(work, name)) for name in CONFIGS}
     deploy = deploy_check(
-        last_checkpoint(osp.join(work, 'imitation')),
+        find_latest_checkpoint(osp.join(work, 'imitation')),
         osp.join(data_root, 'val'))
     summary = dict(
         top1=curves,

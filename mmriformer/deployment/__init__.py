@@ -1,6 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """ONNX export of the deploy forms, an onnxruntime backend, its INT8 form
 and its evaluation."""
+from .detections import compare_detections
 from .evaluation import evaluate_onnx
 from .onnx_export import (DeployedDetector, config_input_size, export_onnx,
                           foreign_domains, load_detector, verify_onnx)
@@ -12,5 +13,5 @@ __all__ = [
     'DeployedDetector', 'config_input_size', 'export_onnx',
     'foreign_domains', 'load_detector', 'verify_onnx',
     'ONNXRuntimeDetector', 'preprocess', 'read_image', 'evaluate_onnx',
-    'quantize_int8', 'float_kernels'
+    'quantize_int8', 'float_kernels', 'compare_detections'
 ]

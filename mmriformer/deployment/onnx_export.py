@@ -30,7 +30,7 @@ from mmengine.runner.checkpoint import (_load_checkpoint,
 from torch import Tensor, nn
 
 from ..models import switch_to_deploy
-from ..testing.detections import compare_detections
+from .detections import compare_detections
 from .onnxruntime_detector import (DATASET_META_KEY, INPUT_NAMES, OUTPUT_NAMES,
                                    ONNXRuntimeDetector)
 from .preprocess import preprocess
@@ -290,7 +290,7 @@ def verify_onnx(model: DeployedDetector, path: str,
     them run as one batch. Every run must match the detector's own
     prediction of the same preprocessed image (mmdet's head, in PyTorch):
     scores to 1e-4, boxes to 0.1 px and labels equal, up to near-ties at
-    the top-k cut (:func:`~mmriformer.testing.compare_detections`).
+    the top-k cut (:func:`~mmriformer.deployment.compare_detections`).
 
     Args:
         model (DeployedDetector): The model that was exported.

@@ -21,12 +21,12 @@ from mmengine.registry import DefaultScope
 
 from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
-                                   evaluate_onnx, export_onnx, float_kernels,
-                                   foreign_domains, load_detector, preprocess,
-                                   quantize_int8, read_image)
+                                   compare_detections, evaluate_onnx,
+                                   export_onnx, float_kernels, foreign_domains,
+                                   load_detector, preprocess, quantize_int8,
+                                   read_image)
 from mmriformer.models import switch_to_deploy
 from mmriformer.testing import randomize_
-from mmriformer.testing.detections import compare_detections
 
 ROOT = Path(__file__).parents[2]
 EXPORT = ROOT / 'tools/deployment/export_onnx.py'

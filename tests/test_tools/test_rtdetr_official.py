@@ -31,8 +31,8 @@ from mmengine.runner import Runner, load_checkpoint
 from safetensors.torch import save_file
 
 from mmriformer.converters import rtdetr as official
+from mmriformer.deployment import compare_detections
 from mmriformer.testing import logged_messages, make_det_samples, randomize_
-from mmriformer.testing.detections import compare_detections
 from mmriformer.testing.oracle import OracleUnavailable, run_hf_rtdetr_oracle
 
 ROOT = Path(__file__).parents[2]

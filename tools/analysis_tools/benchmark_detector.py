@@ -62,10 +62,10 @@ from torch import Tensor, nn
 
 from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
-                                   export_onnx, quantize_int8, read_image)
+                                   compare_detections, export_onnx,
+                                   quantize_int8, read_image)
 from mmriformer.models.utils.onednn import onednn_enabled
 from mmriformer.testing import randomize_
-from mmriformer.testing.detections import compare_detections
 from mmriformer.utils.cli_checks import earlier_records
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -311,7 +311,7 @@ def check_forms_agree(outputs: Dict[str, Detections],
     """Raise :class:`FormMismatch` unless every form's detections match the
     first form's: scores to 1e-4, boxes to 0.1 px, labels equal, up to
     near-ties at the top-k cut (see
-    :func:`~mmriformer.testing.detections.compare_detections`).
+    :func:`~mmriformer.deployment.compare_detections`).
 
     Args:
         outputs (dict[str, dict]): Detections of each form on the same
