@@ -40,14 +40,14 @@ def evaluate_onnx(detector: ONNXRuntimeDetector, cfg: Config,
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope',
                                                       'mmdet')):
         dataset = DATASETS.build(cfg.test_dataloader.dataset)
+        classes = tuple(dataset.metainfo['classes'])
+        if detector.classes != classes:
+            raise ValueError(
+                f'{detector.path} detects the classes {detector.classes}, '
+                f'the test set of the config has {classes}: export the '
+                f'checkpoint trained on this dataset, or give the config it '
+                f'was trained with.')
         evaluator = Evaluator(cfg.test_evaluator)
-    classes = tuple(dataset.metainfo['classes'])
-    if detector.classes != classes:
-        raise ValueError(
-            f'{detector.path} detects the classes {detector.classes}, the '
-            f'test set of the config has {classes}: export the checkpoint '
-            f'trained on this dataset, or give the config it was trained '
-            f'with.')
     evaluator.dataset_meta = dataset.metainfo
     indices = range(len(dataset))
     for index in track_iter_progress(indices) if progress else indices:

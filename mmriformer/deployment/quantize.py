@@ -16,7 +16,7 @@ float32.
 """
 import os.path as osp
 import tempfile
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -41,7 +41,8 @@ class ImageCalibration(CalibrationDataReader):
         size (tuple[int, int]): The file's input (H, W).
     """
 
-    def __init__(self, images: Sequence[np.ndarray], size) -> None:
+    def __init__(self, images: Sequence[np.ndarray],
+                 size: Tuple[int, int]) -> None:
         self.images = images
         self.size = size
         self._next: Optional[Iterator[np.ndarray]] = None
