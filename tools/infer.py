@@ -57,7 +57,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmengine.structures import InstanceData
 from torch import nn
 
-from mmriformer.deployment import ONNXRuntimeDetector, preprocess, read_image
+from mmriformer.deployment import ONNXRuntimeDetector, read_image
 from mmriformer.models import switch_to_deploy
 from mmriformer.utils.cli_checks import earlier_records
 from mmriformer.utils.image_files import find_images
@@ -347,11 +347,10 @@ def infer_onnxruntime(model: str,
     visualizer.dataset_meta = detector.dataset_meta
 
     def detect(array: np.ndarray) -> DetDataSample:
-        outputs = detector(*preprocess([array], detector.input_size))
-        return DetDataSample(pred_instances=InstanceData(
-            bboxes=torch.from_numpy(outputs['boxes'][0]),
-            scores=torch.from_numpy(outputs['scores'][0]),
-            labels=torch.from_numpy(outputs['labels'][0])))
+        return DetDataSample(pred_instances=InstanceData(**{
+            key: torch.from_numpy(value)
+            for key, value in detector.detect(array).items()
+        }))
 
     return detect_and_write(images, detect, visualizer, out_dir, score_thr)
 

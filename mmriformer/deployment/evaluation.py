@@ -4,8 +4,7 @@
 The images and annotations come from the config's test dataset and the
 metrics from its test evaluator (mmdet's ``CocoMetric`` in every config
 here), as ``mim test`` computes them for the PyTorch model; the model is
-the ONNX file, run with the pre-processing of
-:mod:`mmriformer.deployment.preprocess`.
+the ONNX file (:meth:`ONNXRuntimeDetector.detect`).
 """
 from typing import Dict
 
@@ -17,7 +16,7 @@ from mmengine.registry import DefaultScope
 from mmengine.utils import track_iter_progress
 
 from .onnxruntime_detector import ONNXRuntimeDetector
-from .preprocess import preprocess, read_image
+from .preprocess import read_image
 
 
 def evaluate_onnx(detector: ONNXRuntimeDetector, cfg: Config,
@@ -53,15 +52,12 @@ def evaluate_onnx(detector: ONNXRuntimeDetector, cfg: Config,
     for index in track_iter_progress(indices) if progress else indices:
         info = dataset.get_data_info(index)
         image = read_image(info['img_path'])
-        outputs = detector(*preprocess([image], detector.input_size))
         evaluator.process([
             dict(img_id=info['img_id'], ori_shape=image.shape[:2],
                  instances=info['instances'],
                  pred_instances={
-                     key: torch.from_numpy(outputs[name][0])
-                     for key, name in (('bboxes', 'boxes'),
-                                       ('scores', 'scores'),
-                                       ('labels', 'labels'))
+                     key: torch.from_numpy(value)
+                     for key, value in detector.detect(image).items()
                  })
         ])
     return evaluator.evaluate(len(dataset))

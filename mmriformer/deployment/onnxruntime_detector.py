@@ -12,6 +12,8 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 import onnxruntime as ort
 
+from .preprocess import preprocess
+
 INPUT_NAMES = ('images', 'orig_target_sizes')
 OUTPUT_NAMES = ('labels', 'boxes', 'scores')
 # metadata_props key of the JSON dataset meta (``classes``, ``palette``).
@@ -105,6 +107,23 @@ class ONNXRuntimeDetector:
             raise ValueError(f'onnxruntime cannot run {self.path} on images '
                              f'of shape {images.shape}: {error}') from error
         return dict(zip(OUTPUT_NAMES, outputs))
+
+    def detect(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        """Detect objects in one decoded image, pre-processed as
+        :func:`~mmriformer.deployment.preprocess` documents.
+
+        Args:
+            image (np.ndarray): BGR uint8 image, (h0, w0, 3).
+
+        Returns:
+            dict[str, np.ndarray]: With mmdet's names: ``bboxes`` (K, 4)
+            xyxy in the image's pixels, ``scores`` (K, ) by descending
+            score and ``labels`` (K, ).
+        """
+        outputs = self(*preprocess([image], self.input_size))
+        return dict(bboxes=outputs['boxes'][0],
+                    scores=outputs['scores'][0],
+                    labels=outputs['labels'][0])
 
     @property
     def classes(self) -> Tuple[str, ...]:
