@@ -186,8 +186,9 @@ def torch_runner(model: nn.Module, device: str, dtype: str,
         device (str): Where it runs.
         dtype (str): ``fp32``, or a half dtype run under autocast (anchors
             and box maths stay float32, see ``at_least_float32``).
-        compile_model (bool): Run it through ``torch.compile``. Defaults to
-            False.
+        compile_model (bool): Run it through ``torch.compile``, specialised
+            to the input's shape (each batch size gets its own static
+            graph, not a dynamic one). Defaults to False.
 
     Returns:
         Callable: Float RGB images in [0, 1], (N, 3, H, W) on ``device``,
@@ -196,7 +197,7 @@ def torch_runner(model: nn.Module, device: str, dtype: str,
     """
     path = DeployedDetector(model.to(device).eval())
     if compile_model:
-        path = torch.compile(path)
+        path = torch.compile(path, dynamic=False)
     autocast = nullcontext() if dtype == 'fp32' else torch.autocast(
         device, DTYPES[dtype])
 
