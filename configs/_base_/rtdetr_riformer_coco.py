@@ -11,3 +11,8 @@ default_hooks = dict(
 # As officially (sync_bn: True): in distributed runs mmengine's Runner makes
 # every BatchNorm a SyncBatchNorm (per-process BN again without DDP).
 sync_bn = 'torch'
+# One seed for every run: mmengine seeds python, numpy and torch, the
+# sampler's order and the dataloader workers from it, so two runs of a
+# config on one machine train the same model (docs/reproducibility.md).
+# Another: --cfg-options randomness.seed=N; a new one per run: seed=None.
+randomness = dict(seed=0, deterministic=False)
