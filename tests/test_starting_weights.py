@@ -181,7 +181,12 @@ def test_config_starts_from_its_whole_checkpoint(names, checkpoint,
     """One proof for the configs of one backbone config: the backbone's own
     init (the detector's init leaves it alone, see
     :func:`test_detector_init_keeps_the_backbone_weights`)."""
-    cfg = Config.fromfile(ROOT / 'configs' / names[0])
+    prove(Config.fromfile(ROOT / 'configs' / names[0]), checkpoint, tmp_path)
+
+
+def prove(cfg: Config, checkpoint: str, tmp_path: Path):
+    """Write ``checkpoint``'s layout, run the backbone's init from it and
+    check that everything came from the file (see the module doc)."""
     path = tmp_path / checkpoint.rsplit('/', 1)[-1]
     file_state, prefix, twin = write_source_checkpoint(
         checkpoint, cfg.model.backbone, path)
@@ -199,6 +204,20 @@ def test_config_starts_from_its_whole_checkpoint(names, checkpoint,
         x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
         with torch.no_grad():
             assert_float64_close(twin(x), backbone(x))
+
+
+@pytest.mark.parametrize('name,file', [
+    ('rtdetr_r50vd.py', 'resnetv1d50_b32x8_imagenet_20210531-db14775a.pth'),
+    ('rtdetr_r101vd.py', 'resnetv1d101_b32x8_imagenet_20210531-6e13bcd3.pth')
+])
+def test_r50_r101_take_mmpretrain_resnetv1d_whole(name, file, tmp_path):
+    """The alternative to the official SSLD files: mmpretrain's ResNetV1d,
+    whose stem and stage-1 shortcut keys differ from ours (23 each side)."""
+    cfg = Config.fromfile(ROOT / 'configs' / name)
+    checkpoint = f'{MMPRETRAIN_URL}v0/resnet/{file}'
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', prefix='backbone.',
+                                       checkpoint=checkpoint)
+    prove(cfg, checkpoint, tmp_path)
 
 
 @pytest.mark.parametrize('name', ['rtdetr_r18vd.py', 'rtdetr_riformer_s12.py'])
