@@ -5,9 +5,11 @@ _base_ = './rtdetr_r50vd.py'
 model = dict(
     backbone=dict(
         depth=101,
+        # As officially: ImageNet ResNet101-vd SSLD (83.7% top-1), see
+        # configs/rtdetr_r50vd.py.
         init_cfg=dict(
-            checkpoint='https://download.openmmlab.com/mmclassification/v0/'
-            'resnet/resnetv1d101_b32x8_imagenet_20210531-6e13bcd3.pth')),
+            checkpoint='https://github.com/lyuwenyu/storage/releases/'
+            'download/v0.1/ResNet101_vd_ssld_pretrained_from_paddle.pth')),
     neck=dict(embed_dims=384, feedforward_channels=2048))
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.01)}))

@@ -14,7 +14,10 @@ embed_dims = 128
 
 model = dict(
     num_queries=100,
-    data_preprocessor=dict(batch_augments=None),
+    # From scratch, no pretraining statistics to match: RT-DETR's [0, 1]
+    # pixels, as the demo's recorded figures were made with.
+    data_preprocessor=dict(
+        mean=[0, 0, 0], std=[255, 255, 255], batch_augments=None),
     backbone=dict(
         arch=dict(_delete_=True, layers=[2, 2, 6, 2],
                   embed_dims=[32, 64, 160, 256],

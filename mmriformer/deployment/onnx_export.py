@@ -40,13 +40,48 @@ from .preprocess import preprocess
 STANDARD_DOMAINS = ('', 'ai.onnx', 'ai.onnx.ml')
 
 
+def pixel_normalisation(preprocessor: nn.Module) -> Tuple[Tensor, Tensor]:
+    """The per-channel affine map from RGB pixels in [0, 1] to what the
+    detector's data preprocessor feeds the backbone.
+
+    mmdet's ``DetDataPreprocessor`` computes ``(p - mean) / std`` from
+    pixels ``p`` in [0, 255], after turning BGR into RGB when
+    ``bgr_to_rgb`` (so ``mean`` and ``std`` are in RGB order); for ``x =
+    p / 255`` that is ``x * (255 / std) - mean / std``.
+
+    Args:
+        preprocessor (nn.Module): An mmengine ``ImgDataPreprocessor``
+            (mmdet's ``DetDataPreprocessor``).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``scale`` and ``shift``, each (1, 3, 1, 1),
+        for RGB input.
+
+    Raises:
+        ValueError: The preprocessor does not normalise or keeps BGR (the
+            official interface is RGB in [0, 1]).
+    """
+    if not getattr(preprocessor, '_enable_normalize', False) or \
+            not getattr(preprocessor, '_channel_conversion', False):
+        raise ValueError(
+            'The export takes RGB images in [0, 1]; the config\'s data '
+            'preprocessor must set mean, std and bgr_to_rgb=True.')
+    mean = preprocessor.mean.detach().float().reshape(1, -1, 1, 1)
+    std = preprocessor.std.detach().float().reshape(1, -1, 1, 1)
+    return 255 / std, mean / std
+
+
 class DeployedDetector(nn.Module):
     """An RT-DETR with the official export's interface.
 
-    The config's data preprocessor (BGR to RGB, division by 255) is
-    bypassed: the images come in already in [0, 1], RGB. The head's
-    prediction (top-k of the sigmoid scores over queries x classes, boxes
-    clipped to the image) runs inside, in tensor operations only.
+    The images come in RGB, in [0, 1], as the official RT-DETR export takes
+    them. The config's data preprocessor is folded into the graph: RT-DETR's
+    own (mean 0, std 255) is exactly that input and adds no operator;
+    another normalisation (e.g. ImageNet's mean and std for a RIFormer
+    backbone) becomes one multiply and one subtract per channel
+    (:func:`pixel_normalisation`). The head's prediction (top-k of the
+    sigmoid scores over queries x classes, boxes clipped to the image) runs
+    inside, in tensor operations only.
 
     Args:
         detector (nn.Module): An :class:`~mmriformer.models.RTDETR` in eval
@@ -61,6 +96,18 @@ class DeployedDetector(nn.Module):
         # mmdet's DETR head keeps as many detections as queries by default.
         self.max_per_img = head.test_cfg.get('max_per_img',
                                              detector.num_queries)
+        scale, shift = pixel_normalisation(detector.data_preprocessor)
+        self.identity_normalisation = bool((scale == 1).all()
+                                           and (shift == 0).all())
+        self.register_buffer('pixel_scale', scale, persistent=False)
+        self.register_buffer('pixel_shift', shift, persistent=False)
+
+    def normalise(self, images: Tensor) -> Tensor:
+        """RGB images in [0, 1], (N, 3, H, W), as the data preprocessor
+        gives them to the backbone."""
+        if self.identity_normalisation:
+            return images
+        return images * self.pixel_scale - self.pixel_shift
 
     def forward(self, images: Tensor,
                 orig_target_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -77,7 +124,7 @@ class DeployedDetector(nn.Module):
             (N, K), K = ``max_per_img``, by descending score.
         """
         outputs = self.detector.forward_transformer(
-            self.detector.extract_feat(images))
+            self.detector.extract_feat(self.normalise(images)))
         logits = outputs['all_layers_cls_scores'][-1]
         boxes = outputs['all_layers_bbox_preds'][-1]
         scores, index = logits.sigmoid().flatten(1).topk(
@@ -256,11 +303,14 @@ def foreign_domains(model: onnx.ModelProto) -> List[str]:
 
 def pytorch_detections(detector: nn.Module, images: np.ndarray,
                        orig_sizes: np.ndarray) -> List[Dict[str, Tensor]]:
-    """The detector's own (mmdet head) predictions on preprocessed images.
+    """The detector's own predictions on preprocessed images: mmdet's data
+    preprocessor (on the images' pixels in [0, 255], BGR as loaded) and
+    mmdet's head.
 
     Args:
         detector (nn.Module): The RT-DETR, in eval mode.
-        images (np.ndarray): As the ONNX file takes them, (N, 3, H, W).
+        images (np.ndarray): As the ONNX file takes them, RGB in [0, 1],
+            (N, 3, H, W).
         orig_sizes (np.ndarray): (width, height) rows, (N, 2).
 
     Returns:
@@ -277,8 +327,13 @@ def pytorch_detections(detector: nn.Module, images: np.ndarray,
                 scale_factor=(width / w0, height / h0)))
         for w0, h0 in orig_sizes
     ]
+    # The pixels as loaded (BGR, 0-255); the preprocessor's padding is
+    # dropped, as the file's input has the model's size.
+    pixels = torch.from_numpy(np.ascontiguousarray(images[:, ::-1]) * 255)
     with torch.no_grad():
-        results = detector.predict(torch.from_numpy(images), samples)
+        inputs = detector.data_preprocessor(
+            dict(inputs=list(pixels)), False)['inputs']
+        results = detector.predict(inputs[..., :height, :width], samples)
     return [dict(r.pred_instances.items()) for r in results]
 
 

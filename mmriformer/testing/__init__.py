@@ -11,11 +11,13 @@ from torch import nn
 
 from .host_sync import HostSyncError, forbid_host_sync
 from .inputs import make_det_samples, random_queries
+from .presnet_layout import official_presnet_state
 
 __all__ = [
     'randomize_', 'max_rel_diff', 'assert_float64_close',
     'assert_float32_error_within', 'logged_messages', 'EPS32',
-    'HostSyncError', 'forbid_host_sync', 'make_det_samples', 'random_queries'
+    'HostSyncError', 'forbid_host_sync', 'make_det_samples', 'random_queries',
+    'official_presnet_state'
 ]
 
 

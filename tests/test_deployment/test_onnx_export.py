@@ -24,7 +24,7 @@ from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
                                    compare_detections, evaluate_onnx,
                                    export_onnx, float_kernels, foreign_domains,
                                    load_detector, preprocess, quantize_int8,
-                                   read_image)
+                                   read_image, verify_onnx)
 from mmriformer.models import switch_to_deploy
 from mmriformer.testing import randomize_
 
@@ -207,6 +207,32 @@ def test_export_arguments(tmp_path):
         export_onnx(model, str(out), (224, 224), meta, dynamic_batch=True,
                     opset=17)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_export_folds_the_normalisation(exported, tmp_path):
+    """With ImageNet's mean and std (the RIFormer COCO configs'), the file
+    still takes RGB images in [0, 1]: the normalisation is in the graph,
+    and onnxruntime matches PyTorch run through the data preprocessor."""
+    torch.manual_seed(0)
+    model = build(**{
+        'model.data_preprocessor.mean': [123.675, 116.28, 103.53],
+        'model.data_preprocessor.std': [58.395, 57.12, 57.375]
+    })
+    deployed = DeployedDetector(switch_to_deploy(model).eval())
+    assert not deployed.identity_normalisation
+    assert DeployedDetector(build()).identity_normalisation  # the demo's
+    path = export_onnx(deployed, str(tmp_path / 'normalised.onnx'),
+                       (224, 224), {'classes': CLASSES})
+    images = [read_image(str(p)) for p in sorted(exported[1].iterdir())]
+    verify_onnx(deployed, path, images)
+    # Without the fold the same file would see other pixels.
+    inputs, sizes = preprocess(images[:1], (224, 224))
+    with torch.no_grad():
+        folded = deployed(torch.from_numpy(inputs), torch.from_numpy(sizes))
+        deployed.identity_normalisation = True
+        unfolded = deployed(torch.from_numpy(inputs), torch.from_numpy(sizes))
+    assert not torch.allclose(folded[2], unfolded[2])
 
 
 def test_forms_load_alike(tmp_path):

@@ -32,7 +32,8 @@ from safetensors.torch import save_file
 
 from mmriformer.converters import rtdetr as official
 from mmriformer.deployment import compare_detections
-from mmriformer.testing import logged_messages, make_det_samples, randomize_
+from mmriformer.testing import (logged_messages, make_det_samples,
+                                official_presnet_state, randomize_)
 from mmriformer.testing.oracle import OracleUnavailable, run_hf_rtdetr_oracle
 
 ROOT = Path(__file__).parents[2]
@@ -348,6 +349,41 @@ def test_hf_config_settings_are_checked():
             'num_queries': 100,
             'normalize_before': True
         }, cfg.model)
+
+
+def test_tool_converts_an_official_backbone_file(tmp_path):
+    """An official ImageNet PResNet file becomes ``backbone.*`` weights that
+    a config loads strictly with prefix 'backbone.', equal to what PResNet
+    loads from the official file itself."""
+    src = tmp_path / 'ResNet18_vd_pretrained_from_paddle.pth'
+    torch.save(official_presnet_state(18), src)
+    out = tmp_path / 'r18vd_in1k.pth'
+    proc = run_tool(src, out)
+    assert proc.returncode == 0, proc.stderr
+    assert 'configs/rtdetr_r18vd.py' in proc.stdout
+    converted = torch.load(out, weights_only=True)
+    assert converted['meta']['converted_from']['depth'] == 18
+    assert all(k.startswith('backbone.') for k in converted['state_dict'])
+    cfg = Config.fromfile(CONFIGS['r18vd'])
+    backbones = []
+    for init_cfg in (dict(checkpoint=str(out), prefix='backbone.'),
+                     dict(checkpoint=str(src))):
+        cfg.model.backbone.init_cfg = dict(type='Pretrained', **init_cfg)
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            backbones.append(MODELS.build(cfg.model.backbone))
+        backbones[-1].init_weights()
+    for (key, a), b in zip(backbones[0].state_dict().items(),
+                           backbones[1].state_dict().values()):
+        assert torch.equal(a, b), key
+    # Another depth than the config's: every key that does not fit named.
+    r34 = tmp_path / 'ResNet34_vd_pretrained_from_paddle.pth'
+    torch.save(official_presnet_state(34), r34)
+    proc = run_tool(r34, tmp_path / 'x.pth', '--config', CONFIGS['r18vd'])
+    assert proc.returncode != 0
+    assert 'keys of rtdetr_r18vd.py are not in the weights' not in \
+        proc.stderr and 'converted keys are not in rtdetr_r18vd.py' in \
+        proc.stderr, proc.stderr
+    assert not (tmp_path / 'x.pth').exists()
 
 
 def test_no_config_for_other_depths(tmp_path):

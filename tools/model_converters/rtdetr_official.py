@@ -17,6 +17,17 @@ result is checked by a strict load into that config's model before it is
 written: ``{'meta': {'dataset_meta': {'classes': ...}, 'converted_from':
 ...}, 'state_dict': ...}``.
 
+SRC may also be one of the official ImageNet backbone files
+(``ResNet{18,34}_vd_pretrained_from_paddle.pth``,
+``ResNet50_vd_ssld_v2_pretrained_from_paddle.pth``,
+``ResNet101_vd_ssld_pretrained_from_paddle.pth``): the result then holds
+``backbone.*`` weights, checked by a strict load into the backbone of the
+config of its depth, for ``init_cfg=dict(type='Pretrained',
+checkpoint=OUT, prefix='backbone.')``::
+
+    python tools/model_converters/rtdetr_official.py \\
+        ResNet18_vd_pretrained_from_paddle.pth checkpoints/r18vd_in1k.pth
+
 The mapping is in :mod:`mmriformer.converters.rtdetr`.
 """
 import argparse
@@ -31,8 +42,8 @@ def parse_args():
         description='Convert HF transformers or lyuwenyu/RT-DETR weights '
         'into a checkpoint of our RT-DETR.')
     parser.add_argument('src',
-                        help='HF save_pretrained folder or official '
-                        '.pth')
+                        help='HF save_pretrained folder, official '
+                        'RT-DETR .pth or official ImageNet PResNet .pth')
     parser.add_argument('out', help='output checkpoint (.pth)')
     parser.add_argument('--config',
                         help='config of the target model (default: the '

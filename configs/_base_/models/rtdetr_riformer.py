@@ -8,8 +8,12 @@ model = dict(
     num_queries=300,
     data_preprocessor=dict(
         type='DetDataPreprocessor',
-        mean=[0, 0, 0],  # RT-DETR only scales pixels to [0, 1]
-        std=[255, 255, 255],
+        # As the RIFormer backbones were pretrained by mmpretrain: ImageNet's
+        # mean and std, RGB. (RT-DETR's ResNet-vd configs only scale pixels
+        # to [0, 1], as the official weights were fine-tuned.) The ONNX
+        # export folds this into its graph and still takes [0, 1] images.
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
         pad_size_divisor=32,
         # RT-DETR's multi-scale training: one of 13 sizes (640 three times)

@@ -13,7 +13,9 @@ state dict (and, for HF, of its ``config.json``):
   denoising label table and derived buffers (anchors, uniform point
   scales) are dropped, and frozen BatchNorms get their counters;
 - :mod:`.variants` says which variant a state dict is, and its config;
-- :mod:`.checks` explains, key by key, why weights do not fit a model.
+- :mod:`.checks` explains, key by key, why weights do not fit a model;
+- :mod:`.backbone_keys` maps ImageNet ResNet-vd backbones (official
+  ``PResNet`` files, mmpretrain's ``ResNetV1d``) to our ``PResNet``.
 
 The names produced are those of ``RTDETR`` with the ``PResNet`` backbone:
 ``backbone.stem.*``, ``backbone.layer{1-4}.*``, ``neck.*``,

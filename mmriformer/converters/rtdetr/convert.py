@@ -6,12 +6,13 @@ from typing import Optional, Tuple
 
 import torch
 
+from .backbone_keys import OFFICIAL, backbone_layout, official_backbone_to_ours
 from .checks import check_fit, check_hf_config, hf_class_names
 from .hf_keys import hf_to_ours
 from .official_keys import official_to_ours
 from .sources import StateDict, detect_layout, load_source
-from .variants import (describe_variant, pick_config, repo_configs_dir,
-                       variant_name)
+from .variants import (BACKBONE_CONFIGS, describe_variant, pick_config,
+                       repo_configs_dir, variant_name)
 
 
 def convert_state(state: StateDict) -> Tuple[StateDict, str]:
@@ -38,6 +39,9 @@ def convert_checkpoint(src: str, out: str,
     ``{'meta': {'dataset_meta': {'classes': COCO}, 'converted_from': ...},
     'state_dict': ...}``.
 
+    An official ImageNet backbone file (``ResNet18_vd_pretrained_from_
+    paddle.pth`` and the like) goes to :func:`convert_backbone`.
+
     Args:
         src (str): HF folder or official ``.pth`` (see
             :func:`~.sources.load_source`).
@@ -61,6 +65,8 @@ def convert_checkpoint(src: str, out: str,
     if osp.abspath(src) == osp.abspath(out):
         raise ValueError(f'OUT is the source {src}; give another path.')
     raw, hf_config, where = load_source(src)
+    if is_official_backbone(raw):
+        return convert_backbone(raw, src, out, config)
     state, layout = convert_state(raw)
     if layout == 'ours':
         raise ValueError(f'{src} already holds our layout; nothing to '
@@ -93,6 +99,81 @@ def convert_checkpoint(src: str, out: str,
                                               config=osp.abspath(config))),
                 state_dict={k: v.contiguous()
                             for k, v in state.items()})
+    tmp = out + '.tmp'
+    torch.save(ckpt, tmp)
+    os.replace(tmp, out)
+    return config
+
+
+def is_official_backbone(state: StateDict) -> bool:
+    """Whether ``state`` is a bare lyuwenyu/RT-DETR ``PResNet`` (an
+    ImageNet backbone file), with no detector keys."""
+    try:
+        return backbone_layout(state) == OFFICIAL and not any(
+            k.startswith(('backbone.', 'encoder.', 'decoder.'))
+            for k in state)
+    except ValueError:
+        return False
+
+
+def convert_backbone(state: StateDict, src: str, out: str,
+                     config: Optional[str] = None) -> str:
+    """Convert an official ImageNet ``PResNet`` file into ``backbone.*``
+    weights of our ``PResNet``.
+
+    The result is loaded strictly into the config's backbone before it is
+    written: ``{'meta': {'converted_from': ...}, 'state_dict':
+    {'backbone.stem.0.weight': ..., ...}}``, for
+    ``init_cfg=dict(type='Pretrained', checkpoint=out,
+    prefix='backbone.')``. (Our ``PResNet`` also loads the official file
+    itself, mapped the same way.)
+
+    Args:
+        state (dict[str, Tensor]): The official weights.
+        src (str): Their file, recorded in the meta.
+        out (str): Output ``.pth``.
+        config (str, optional): Config of the target model; by default the
+            baseline of the source's depth.
+
+    Returns:
+        str: The config used.
+
+    Raises:
+        FileNotFoundError: The config is missing.
+        ValueError: An unknown depth or weights that do not fit.
+    """
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    weights = {
+        f'backbone.{k}': v.contiguous()
+        for k, v in official_backbone_to_ours(state).items()
+    }
+    variant = describe_variant(weights)
+    if config is None:
+        name = BACKBONE_CONFIGS.get(variant['depth'])
+        if name is None:
+            raise ValueError(
+                f'{src} holds a {variant["block"]} ResNet-vd with blocks '
+                f'{variant["stage_blocks"]}, not one of the depths '
+                f'{sorted(BACKBONE_CONFIGS)}; pass a config with --config.')
+        config = osp.join(repo_configs_dir(), name)
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'Config {config} does not exist.')
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    backbone = MODELS.build(cfg.model.backbone)
+    check_fit(weights,
+              {f'backbone.{k}': v
+               for k, v in backbone.state_dict().items()},
+              osp.basename(config))
+    ckpt = dict(meta=dict(converted_from=dict(source=osp.abspath(src),
+                                              layout='official backbone',
+                                              depth=variant['depth'],
+                                              config=osp.abspath(config))),
+                state_dict=weights)
     tmp = out + '.tmp'
     torch.save(ckpt, tmp)
     os.replace(tmp, out)

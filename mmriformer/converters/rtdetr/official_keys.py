@@ -9,11 +9,11 @@ from .renaming import (DERIVED, ENCODER_CONV_RULES, STEM_CONV, Renamed, Rule,
 from .sources import StateDict
 
 
-def official_rules(num_layers: int, basic: bool) -> List[Rule]:
-    """Regex rules from lyuwenyu/RT-DETR (v1 and v2) to our keys.
+def official_backbone_rules(basic: bool) -> List[Rule]:
+    """Regex rules from lyuwenyu/RT-DETR's ``PResNet`` (keys prefixed with
+    ``backbone.``) to ours.
 
     Args:
-        num_layers (int): Decoder layers (the index of the encoder heads).
         basic (bool): Whether the backbone has basic blocks.
     """
     block = r'backbone\.res_layers\.(\d+)\.blocks\.(\d+)\.'
@@ -35,6 +35,18 @@ def official_rules(num_layers: int, basic: bool) -> List[Rule]:
         (r'backbone\.res_layers\.(0)\.blocks\.(\d+)\.short\.(conv|norm)\.'
          r'(\w+)',
          lambda m: shortcut_key(m[1], m[2], m[3], m[4], False, basic)),
+    ]
+
+
+def official_rules(num_layers: int, basic: bool) -> List[Rule]:
+    """Regex rules from lyuwenyu/RT-DETR (v1 and v2) to our keys.
+
+    Args:
+        num_layers (int): Decoder layers (the index of the encoder heads).
+        basic (bool): Whether the backbone has basic blocks.
+    """
+    return [
+        *official_backbone_rules(basic),
         # v1 (nn.Sequential) and v2 (OrderedDict conv/norm) projections.
         (r'encoder\.input_proj\.(\d+)\.(?:0|conv)\.weight',
          r'neck.input_proj.\1.conv.weight'),

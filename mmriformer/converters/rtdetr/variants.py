@@ -14,6 +14,13 @@ BASELINE_CONFIGS = {
     (50, 1.0): 'rtdetr_r50vd.py',
     (101, 1.0): 'rtdetr_r101vd.py',
 }
+# The configs/ file of each depth, for ImageNet backbone weights.
+BACKBONE_CONFIGS = {
+    18: 'rtdetr_r18vd.py',
+    34: 'rtdetr_r34vd.py',
+    50: 'rtdetr_r50vd.py',
+    101: 'rtdetr_r101vd.py',
+}
 # ResNet depth from the block type and the blocks per stage.
 RESNET_DEPTHS = {
     ('basic', (2, 2, 2, 2)): 18,

@@ -6,6 +6,9 @@ from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 from torch import nn
 
+from ...converters.rtdetr.backbone_keys import resnet_vd_to_ours
+from ...utils.pretrained import init_pretrained
+
 
 @MODELS.register_module()
 class PResNet(ResNetV1d):
@@ -17,6 +20,12 @@ class PResNet(ResNetV1d):
     and out at stride 1). So R18vd and R34vd get a 1x1 conv + BN there
     (``layer1.0.downsample.0`` and ``.1``) and official weights map 1:1;
     with bottleneck blocks (R50vd, R101vd) it is :class:`ResNetV1d`.
+
+    A ``dict(type='Pretrained', checkpoint=..., prefix=...)`` init config
+    loads strictly (:func:`~mmriformer.utils.pretrained.init_pretrained`)
+    from the official ImageNet files, mmpretrain's ``ResNetV1d`` or mmdet's
+    layout, mapped by
+    :func:`~mmriformer.converters.rtdetr.backbone_keys.resnet_vd_to_ours`.
 
     Args:
         **kwargs: Arguments of :class:`ResNetV1d`.
@@ -36,3 +45,17 @@ class PResNet(ResNetV1d):
                     bias=False),
                 build_norm_layer(kwargs['norm_cfg'], kwargs['planes'])[1])
         return layer
+
+    def init_weights(self) -> None:
+        """Initialise, or load the checkpoint of a ``Pretrained`` init_cfg
+        (strictly, in any ResNet-vd layout)."""
+        if isinstance(self.init_cfg, dict) and \
+                self.init_cfg.get('type') == 'Pretrained':
+            init_pretrained(
+                self,
+                self.init_cfg,
+                fix=f'Give the ImageNet weights of a ResNet{self.depth}-vd',
+                convert=resnet_vd_to_ours)
+            self._is_init = True
+            return
+        super().init_weights()

@@ -19,7 +19,7 @@ from mmengine.model import BaseModule, initialize
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...utils.pretrained import load_pretrained
+from ...utils.pretrained import init_pretrained
 from ..layers.norm import build_affine_free_norm
 from ..utils.onednn import (PackedWeight, conv2d, fused_norm_kind,
                             riformer_block_fused)
@@ -526,10 +526,9 @@ class RIFormer(BaseModule):
                 self.init_cfg.get('type') == 'Pretrained':
             arch = self.arch
             # Output norms depend on out_indices, not on the checkpoint.
-            load_pretrained(
+            init_pretrained(
                 self,
-                self.init_cfg['checkpoint'],
-                self.init_cfg.get('prefix'),
+                self.init_cfg,
                 optional=[f'norm{i}' for i in range(len(self.network))],
                 fix=f'Set arch to the one the checkpoint was trained with '
                 f'(now layers={arch["layers"]}, embed_dims='

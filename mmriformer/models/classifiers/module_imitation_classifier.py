@@ -176,7 +176,8 @@ class ModuleImitationClassifier(ImageClassifier):
                 self.teacher,
                 self.teacher_checkpoint,
                 fix='teacher_checkpoint must be a classifier checkpoint of '
-                'the teacher config')
+                'the teacher config',
+                config_key='model.teacher_checkpoint')
         if self.init_student_from_teacher:
             self.take_teacher_weights()
 

@@ -8,7 +8,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmdet.utils import InstanceList, reduce_mean
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..losses import RTDETRVarifocalLoss
 from ..utils import at_least_float32
@@ -36,6 +36,24 @@ class RTDETRHead(DINOHead):
             config, leave ``num_pred_layer`` out: the detector
             (:class:`RTDETR`) sets it from its decoder.
     """
+
+    def init_weights(self) -> None:
+        """Initialise as RT-DETR does: each layer's branches drawn on their
+        own, then the class prior and zero last box layers.
+
+        mmdet's DETR heads deep-copy one branch for every layer, so all
+        layers would start identical; the official heads
+        (``dec_score_head``, ``dec_bbox_head``, ``enc_*_head``) are separate
+        ``nn.Linear`` layers with PyTorch's default init. mmdet's
+        :meth:`DeformableDETRHead.init_weights` then sets what the official
+        code sets: class biases to ``-log((1 - 0.01) / 0.01)`` and the last
+        box layer to zero (as a two-stage head, its offsets too).
+        """
+        for branch in (*self.cls_branches, *self.reg_branches):
+            for module in branch.modules():
+                if isinstance(module, nn.Linear):
+                    module.reset_parameters()
+        super().init_weights()
 
     def loss(self, all_layers_cls_scores: Tensor,
              all_layers_bbox_preds: Tensor, enc_outputs_class: Tensor,

@@ -190,8 +190,9 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
         """Initialise the layers owned here; submodules do their own."""
         super().init_weights()
         self.decoder_input_proj.init_weights()
+        # As the official enc_output: Xavier weight, default bias.
+        self.memory_proj[0].reset_parameters()
         nn.init.xavier_uniform_(self.memory_proj[0].weight)
-        nn.init.zeros_(self.memory_proj[0].bias)
         self.decoder.init_weights()
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:

@@ -70,7 +70,8 @@ class HybridEncoder(BaseModule):
         deploy (bool): Build the RepVGG blocks in their fused deploy form,
             e.g. to load a re-parameterised checkpoint. Defaults to False.
         init_cfg (dict or list[dict], optional): Initialization config.
-            Defaults to None.
+            Defaults to None: RT-DETR's initialisation (see
+            :meth:`init_weights`).
     """
 
     @renamed_kwargs(
@@ -214,6 +215,24 @@ class HybridEncoder(BaseModule):
                 f'backbone gives channels {channels}; set in_channels to the '
                 f"backbone's out channels (and feat_strides to their "
                 f'strides).')
+
+    def init_weights(self) -> None:
+        """Initialise as RT-DETR does, unless ``init_cfg`` says otherwise.
+
+        The official encoder keeps PyTorch's defaults: every convolution
+        Kaiming-uniform with ``a = sqrt(5)`` (weights in ``+-1 /
+        sqrt(fan_in)``), norms at 1 and 0, the attention as
+        ``nn.MultiheadAttention`` and ``nn.Linear`` initialise themselves.
+        mmcv's ``ConvModule`` instead draws its convolutions Kaiming-normal
+        with ``fan_out`` (about three times the standard deviation), so
+        they are reset here.
+        """
+        super().init_weights()
+        if self.init_cfg is not None:
+            return
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                module.reset_parameters()
 
     def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         """Encode and fuse the backbone features.
