@@ -16,7 +16,8 @@ from pycocotools.coco import COCO
 
 from mmriformer.datasets import (ShapesSettings, SyntheticShapesDataset,
                                  generate_shapes_dataset)
-from mmriformer.datasets.synthetic_shapes import generation
+from mmriformer.datasets.synthetic_shapes import (classification, generation,
+                                                  write_shape_classification)
 
 SMALL = dict(num_images=20, image_size=(128, 128), min_size=16, max_size=64)
 # A split whose annotation file and pixels are pinned below, as drawn by the
@@ -135,14 +136,14 @@ def test_concurrent_generation(tmp_path, monkeypatch):
     # inherit the counting wrapper below.
     context = multiprocessing.get_context('fork')
     num_writes = context.Value('i', 0)
-    write_split = generation._write_split
+    write_images = generation._write_images
 
-    def counted_write_split(*args):
+    def counted_write_images(*args):
         with num_writes.get_lock():
             num_writes.value += 1
-        write_split(*args)
+        return write_images(*args)
 
-    monkeypatch.setattr(generation, '_write_split', counted_write_split)
+    monkeypatch.setattr(generation, '_write_images', counted_write_images)
     barrier = context.Barrier(3)
     workers = [
         context.Process(
@@ -283,3 +284,69 @@ def test_generates_without_fcntl(tmp_path):
     assert sorted(os.listdir(tmp_path / 'train')) == [
         '000000.jpg', '000001.jpg'
     ]
+
+
+def _classification_files(root):
+    return sorted(
+        osp.relpath(osp.join(folder, name), root)
+        for folder, _, names in os.walk(root) for name in names)
+
+
+def test_classification_reused_or_redrawn(tmp_path):
+    root = str(tmp_path / 'train')
+    write_shape_classification(root, 12, ('star', 'ring'))
+    before = _mtimes(root)
+    write_shape_classification(root, 12, ('star', 'ring'))
+    assert _mtimes(root) == before
+    # Other settings: the old class folders go, the new ones are drawn.
+    write_shape_classification(root, 5, ('cross', 'star'), seed=1)
+    files = _classification_files(root)
+    files.remove(classification.INFO_FILE)
+    assert len(files) == 5
+    assert {osp.dirname(f) for f in files} <= {'cross', 'star'}
+    with open(osp.join(root, classification.INFO_FILE)) as f:
+        assert json.load(f)['classes'] == ['cross', 'star']
+
+
+def test_classification_leaves_other_folders_alone(tmp_path):
+    (tmp_path / 'mine.txt').write_text('mine')
+    with pytest.raises(FileExistsError, match='empty or new folder'):
+        write_shape_classification(str(tmp_path), 4, ('star', ))
+    assert os.listdir(tmp_path) == ['mine.txt']
+
+
+def _classification_after(barrier, root):
+    barrier.wait()
+    write_shape_classification(root, 30, ('circle', 'cross'))
+
+
+def test_concurrent_classification(tmp_path, monkeypatch):
+    """Concurrent callers: one draws, the others find the split made."""
+    reference = str(tmp_path / 'reference')
+    write_shape_classification(reference, 30, ('circle', 'cross'))
+    context = multiprocessing.get_context('fork')
+    num_draws = context.Value('i', 0)
+    draw_classes = classification._draw_classes
+
+    def counted_draw_classes(*args):
+        with num_draws.get_lock():
+            num_draws.value += 1
+        return draw_classes(*args)
+
+    monkeypatch.setattr(classification, '_draw_classes', counted_draw_classes)
+    barrier = context.Barrier(3)
+    shared = str(tmp_path / 'shared')
+    workers = [
+        context.Process(target=_classification_after, args=(barrier, shared))
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    assert num_draws.value == 1
+    assert _classification_files(shared) == _classification_files(reference)
+    for name in _classification_files(reference):
+        assert _read_bytes(osp.join(shared, name)) == _read_bytes(
+            osp.join(reference, name))

@@ -4,15 +4,15 @@
 mmpretrain's ``CustomDataset`` reads the folders (``SPLIT/CLASS/*.png``),
 so the distillation demo trains on real files with no download.
 """
-import json
 import os
 import os.path as osp
 import shutil
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
 
+from ..write_once import write_once
 from .drawing import _random_shape_mask
 from .settings import _checked_classes
 
@@ -45,6 +45,44 @@ def render_shape(rng: np.random.Generator, name: str, image_size: int,
     return np.repeat(image[..., None], 3, axis=-1)
 
 
+def _draw_classes(root: str, info: dict, previous: Optional[dict]) -> dict:
+    """Draw the images of a split into its class folders.
+
+    Args:
+        root (str): The split's folder.
+        info (dict): The settings, as :func:`write_shape_classification`
+            records them.
+        previous (dict, optional): The settings of the split being
+            replaced; None if there is none.
+
+    Returns:
+        dict: ``info``, the split's record.
+
+    Raises:
+        FileExistsError: ``root`` holds files this module did not write.
+    """
+    if previous is not None:
+        for name in previous['classes']:
+            shutil.rmtree(osp.join(root, name), ignore_errors=True)
+    elif osp.isdir(root) and os.listdir(root):
+        raise FileExistsError(
+            f'{root} is not empty and was not written by '
+            f'write_shape_classification; give an empty or new folder.')
+    classes = info['classes']
+    for name in classes:
+        os.makedirs(osp.join(root, name))
+    rng = np.random.default_rng(info['seed'])
+    for index in range(info['num_images']):
+        name = classes[rng.integers(len(classes))]
+        path = osp.join(root, name, f'{index:06d}.png')
+        if not cv2.imwrite(
+                path,
+                render_shape(rng, name, info['image_size'], info['min_size'],
+                             info['max_size'])):
+            raise OSError(f'could not write the image {path}')
+    return info
+
+
 def write_shape_classification(root: str,
                                num_images: int,
                                classes: Sequence[str],
@@ -56,7 +94,10 @@ def write_shape_classification(root: str,
 
     A folder drawn before with the same settings is kept as it is; one with
     other settings is drawn again. A folder this function did not write is
-    never touched.
+    never touched. ``root/shapes_info.json`` is the split's record in
+    :func:`~mmriformer.datasets.write_once.write_once`: written last and
+    atomically, and concurrent callers are serialised by the lock file
+    ``.NAME.lock`` next to ``root``, so exactly one of them draws.
 
     Args:
         root (str): The split's folder.
@@ -73,35 +114,18 @@ def write_shape_classification(root: str,
     Raises:
         FileExistsError: ``root`` holds files this function did not write.
     """
-    classes = _checked_classes(classes)
     info = dict(
         num_images=num_images,
-        classes=classes,
+        classes=_checked_classes(classes),
         image_size=image_size,
         min_size=min_size,
         max_size=max_size,
         seed=seed)
-    info_path = osp.join(root, INFO_FILE)
-    if osp.isfile(info_path):
-        with open(info_path) as f:
-            old = json.load(f)
-        if old == info:
-            return root
-        os.remove(info_path)
-        for name in old['classes']:
-            shutil.rmtree(osp.join(root, name), ignore_errors=True)
-    elif osp.isdir(root) and os.listdir(root):
-        raise FileExistsError(
-            f'{root} is not empty and was not written by '
-            f'write_shape_classification; give an empty or new folder.')
-    for name in classes:
-        os.makedirs(osp.join(root, name))
-    rng = np.random.default_rng(seed)
-    for index in range(num_images):
-        name = classes[rng.integers(len(classes))]
-        cv2.imwrite(
-            osp.join(root, name, f'{index:06d}.png'),
-            render_shape(rng, name, image_size, min_size, max_size))
-    with open(info_path, 'w') as f:
-        json.dump(info, f)
+    folder, name = osp.split(osp.abspath(root))
+    write_once(
+        osp.join(root, INFO_FILE),
+        info,
+        lambda previous: _draw_classes(root, info, previous),
+        lock_file=osp.join(folder, f'.{name}.lock'),
+        fix='Give write_shape_classification an empty or new folder.')
     return root

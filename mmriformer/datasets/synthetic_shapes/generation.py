@@ -10,20 +10,18 @@ Layout::
 The annotation file stores the settings it was drawn from; a split whose
 file holds the same settings and whose images exist is used as it is.
 """
-import json
 import os
 import os.path as osp
 import re
 import zlib
-from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Iterator, List, Tuple
 
 import cv2
 import numpy as np
-from filelock import FileLock
 from mmengine.logging import print_log
 
+from ..write_once import write_once
 from .drawing import GENERATOR_VERSION, render_image
 from .settings import ShapesSettings
 
@@ -70,46 +68,19 @@ def _generator_info(split: str, settings: ShapesSettings) -> dict:
     return dict(version=GENERATOR_VERSION, split=split, **asdict(settings))
 
 
-def _is_up_to_date(ann_file: str, img_dir: str, info: dict) -> bool:
-    """Whether ``ann_file`` was made as ``info`` says and its images exist.
+def _images_exist(coco: dict, img_dir: str) -> bool:
+    """Whether every image that ``coco`` lists is in ``img_dir``.
 
     Args:
-        ann_file (str): The annotation file.
+        coco (dict): The annotations of a split.
         img_dir (str): The folder of its images.
-        info (dict): What the file should store of how it was made.
 
     Returns:
-        bool: Whether the split can be used as it is.
+        bool: Whether they all exist.
     """
-    try:
-        with open(ann_file) as f:
-            coco = json.load(f)
-    except (OSError, ValueError):
-        return False
-    if coco.get('info', {}).get('generator') != info:
-        return False
     return all(
         osp.isfile(osp.join(img_dir, img['file_name']))
         for img in coco['images'])
-
-
-def _made_by_generator(ann_file: str) -> bool:
-    """Whether ``ann_file`` is absent or was written by this generator.
-
-    Args:
-        ann_file (str): The annotation file.
-
-    Returns:
-        bool: Whether it may be overwritten.
-    """
-    try:
-        with open(ann_file) as f:
-            coco = json.load(f)
-    except FileNotFoundError:
-        return True
-    except ValueError:
-        return False
-    return 'generator' in coco.get('info', {})
 
 
 def _draw_split(split: str,
@@ -188,20 +159,19 @@ def _coco(info: dict, settings: ShapesSettings,
         ])
 
 
-def _write_split(root: str, split: str, settings: ShapesSettings) -> None:
-    """Draw every image of a split, then write its annotation file.
+def _write_images(root: str, split: str, settings: ShapesSettings) -> dict:
+    """Draw every image of a split into its folder.
 
     Args:
         root (str): Folder of the dataset.
         split (str): Name of the split.
         settings (ShapesSettings): How to draw.
+
+    Returns:
+        dict: The COCO annotations of the split, settings included.
     """
-    img_dir, ann_file = _split_paths(root, split)
+    img_dir, _ = _split_paths(root, split)
     os.makedirs(img_dir, exist_ok=True)
-    os.makedirs(osp.dirname(ann_file), exist_ok=True)
-    # The json must never describe images that are being rewritten.
-    if osp.exists(ann_file):
-        os.remove(ann_file)
     print_log(
         f'Generating {settings.num_images} synthetic images of split '
         f'"{split}" in {root}',
@@ -221,34 +191,7 @@ def _write_split(root: str, split: str, settings: ShapesSettings) -> None:
     for name in os.listdir(img_dir):
         if _IMAGE_NAME.match(name) and name not in names:
             os.remove(osp.join(img_dir, name))
-
-    coco = _coco(_generator_info(split, settings), settings, objects)
-    tmp_file = f'{ann_file}.tmp{os.getpid()}'
-    with open(tmp_file, 'w') as f:
-        json.dump(coco, f)
-    os.replace(tmp_file, ann_file)
-
-
-@contextmanager
-def _split_lock(root: str, split: str) -> Iterator[None]:
-    """Hold the lock file of a split, so that one process draws it.
-
-    Args:
-        root (str): Folder of the dataset; created if missing.
-        split (str): Name of the split.
-    """
-    try:
-        os.makedirs(root, exist_ok=True)
-        lock = FileLock(osp.join(root, f'.synthetic_shapes_{split}.lock'))
-        lock.acquire()
-    except OSError as err:
-        raise OSError(f'Cannot write the synthetic shapes dataset to the '
-                      f'folder "{root}" ({err}). Set data_root to a '
-                      'writable folder.') from err
-    try:
-        yield
-    finally:
-        lock.release()
+    return _coco(_generator_info(split, settings), settings, objects)
 
 
 def make_split(root: str, split: str, settings: ShapesSettings) -> str:
@@ -257,8 +200,10 @@ def make_split(root: str, split: str, settings: ShapesSettings) -> str:
     The output depends only on ``split`` and ``settings`` (not on
     ``root``): they give byte-identical annotations and identical pixels. If
     ``root/annotations/<split>.json`` was made with the same settings and
-    its images exist, nothing is written. Concurrent callers (e.g. DDP
-    ranks) are serialised by a file lock, so exactly one of them draws.
+    its images exist, nothing is written. The annotation file is the
+    split's record in :func:`~mmriformer.datasets.write_once.write_once`:
+    written last and atomically, and concurrent callers (e.g. DDP ranks)
+    are serialised by a lock file, so exactly one of them draws.
 
     Args:
         root (str): Folder of the dataset; created if missing.
@@ -269,24 +214,24 @@ def make_split(root: str, split: str, settings: ShapesSettings) -> str:
 
     Returns:
         str: Path of the annotation file.
+
+    Raises:
+        ValueError: The annotation file exists and was not made by this
+            generator.
+        OSError: ``root`` cannot be written.
     """
     _check_split(split)
     img_dir, ann_file = _split_paths(root, split)
-    info = _generator_info(split, settings)
-    # Checked before locking, so a complete dataset on a read-only
-    # file system can be used.
-    if _is_up_to_date(ann_file, img_dir, info):
-        return ann_file
-    if not _made_by_generator(ann_file):
-        raise ValueError(
-            f'{ann_file} exists and was not made by the synthetic shapes '
-            f'generator, so it is not overwritten. To train on your own '
-            f'COCO data, also set train_dataloader.dataset.synthesize=False '
-            f'and val_dataloader.dataset.synthesize=False.')
-    with _split_lock(root, split):
-        # Another process may have generated it while this one waited.
-        if not _is_up_to_date(ann_file, img_dir, info):
-            _write_split(root, split, settings)
+    write_once(
+        ann_file,
+        _generator_info(split, settings),
+        lambda previous: _write_images(root, split, settings),
+        lock_file=osp.join(root, f'.synthetic_shapes_{split}.lock'),
+        settings_key=('info', 'generator'),
+        is_complete=lambda coco: _images_exist(coco, img_dir),
+        fix='Set data_root to a writable folder of its own, or, to train '
+        'on your own COCO data, set train_dataloader.dataset.synthesize='
+        'False and val_dataloader.dataset.synthesize=False.')
     return ann_file
 
 
