@@ -1,10 +1,10 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .backbones import PResNet, RIFormer, RIFormerBlock
+from .backbones import PResNet, RIFormer
 from .classifiers import ModuleImitationClassifier
 from .data_preprocessors import BatchRandomChoiceResize
 from .dense_heads import RTDETRHead
 from .detectors import RTDETR
-from .layers import LayerNorm2d
+from .layers import LayerNorm2d, RIFormerBlock
 from .losses import RTDETRVarifocalLoss
 from .necks import HybridEncoder
 from .utils import switch_to_deploy

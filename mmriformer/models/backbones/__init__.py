@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .presnet import PResNet
-from .riformer import RIFormer, RIFormerBlock
+from .riformer import RIFormer
 
-__all__ = ['PResNet', 'RIFormer', 'RIFormerBlock']
+__all__ = ['PResNet', 'RIFormer']

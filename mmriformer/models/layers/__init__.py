@@ -9,6 +9,7 @@ from .ms_deform_attn import (MSDeformableAttention,
 from .norm import LayerNorm2d, build_affine_free_norm
 from .positional_encoding import build_2d_sincos_position_embedding
 from .repvgg_block import RepVggBlock
+from .riformer_block import RIFormerBlock
 from .rtdetr_decoder import RTDETRDecoder, RTDETRDecoderLayer
 
 __all__ = [
@@ -16,6 +17,6 @@ __all__ = [
     'multi_scale_deformable_attn', 'multi_scale_deformable_attn_discrete',
     'RTDETRDecoder', 'RTDETRDecoderLayer',
     'AIFILayer', 'CSPRepLayer', 'DecoderInputProjection',
-    'RTDETRCdnQueryGenerator', 'RepVggBlock',
+    'RTDETRCdnQueryGenerator', 'RepVggBlock', 'RIFormerBlock',
     'build_2d_sincos_position_embedding'
 ]

@@ -7,13 +7,13 @@ Three layers, from the bottom:
   Notation: a norm with per-channel affine computes ``gamma * x_hat + beta``;
   RIFormer's training-time token mixer is ``T(z) = s * z + t - z``; a layer
   scale multiplies a branch by a per-channel vector ``ls``;
-- state-dict and module folds built on them: a RIFormer block's weights
-  (:func:`fold_riformer_block_state`), a Conv(-BN) module
-  (:func:`fold_conv_module`);
+- module folds built on them: a Conv(-BN) module
+  (:func:`fold_conv_module`); a RIFormer block's state dict is folded with
+  the checkpoint conversions, in :mod:`mmriformer.converters.riformer`;
 - :func:`switch_to_deploy`, the one entry point that folds a whole model by
   asking each re-parameterisable leaf module to fold itself.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -145,74 +145,6 @@ def fold_conv_module(module: ConvModule) -> Tuple[Tensor, Tensor]:
                                         norm.running_mean, norm.running_var,
                                         norm.eps, norm.weight, norm.bias)
     return weight.detach(), bias.detach()
-
-
-# The keys of one RIFormer block in the train form and in mmpretrain's
-# deploy form (which keeps the layer scales unfolded).
-_SHARED_KEYS = ('layer_scale_1', 'layer_scale_2', 'norm2.weight', 'norm2.bias',
-                'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight',
-                'mlp.fc2.bias')
-TRAIN_FORM_KEYS = ('norm1.weight', 'norm1.bias', 'token_mixer.affine.weight',
-                   'token_mixer.affine.bias') + _SHARED_KEYS
-MMPRETRAIN_DEPLOY_KEYS = ('norm_reparam.weight',
-                          'norm_reparam.bias') + _SHARED_KEYS
-
-
-def fold_riformer_block_state(state: Dict[str, Tensor],
-                              prefix: str = '') -> None:
-    """Convert one RIFormer block's weights to our deploy form, in place.
-
-    Accepts the train form (``norm1``, ``token_mixer``, layer scales) and
-    mmpretrain's deploy form (``norm_reparam`` without the layer scale folded
-    in). Weights already in our deploy form are left as they are.
-
-    Args:
-        state (dict[str, Tensor]): A state dict holding the block's weights.
-        prefix (str): The block's key prefix, e.g. ``'network.0.1.'``.
-
-    Raises:
-        ValueError: The block's weights are incomplete.
-    """
-
-    def pop(name):
-        return state.pop(prefix + name)
-
-    if prefix + 'token_mixer.affine.weight' in state:
-        needed = TRAIN_FORM_KEYS
-    elif prefix + 'layer_scale_1' in state:
-        needed = MMPRETRAIN_DEPLOY_KEYS
-    else:
-        return
-    missing = [prefix + k for k in needed if prefix + k not in state]
-    if missing:
-        raise ValueError(
-            f'Incomplete RIFormer block weights at {prefix!r}: missing '
-            f'{missing}. The checkpoint is truncated or holds another '
-            f'model; check the file and the arch.')
-    if needed is TRAIN_FORM_KEYS:
-        gamma, beta = fold_affine_into_norm(
-            pop('norm1.weight'), pop('norm1.bias'),
-            pop('token_mixer.affine.weight'), pop('token_mixer.affine.bias'))
-        # Statistics buffers (BN's running mean/var) move with the norm.
-        for key in [k for k in state if k.startswith(prefix + 'norm1.')]:
-            name = key[len(prefix + 'norm1.'):]
-            state[prefix + 'norm_reparam.' + name] = state.pop(key)
-    else:
-        gamma, beta = pop('norm_reparam.weight'), pop('norm_reparam.bias')
-    gamma, beta = scale_norm(gamma, beta, pop('layer_scale_1'))
-    fc1_w, fc1_b = fold_norm_affine_into_conv(
-        pop('mlp.fc1.weight'), pop('mlp.fc1.bias'), pop('norm2.weight'),
-        pop('norm2.bias'))
-    fc2_w, fc2_b = scale_conv_output(
-        pop('mlp.fc2.weight'), pop('mlp.fc2.bias'), pop('layer_scale_2'))
-    state.update({
-        prefix + 'norm_reparam.weight': gamma,
-        prefix + 'norm_reparam.bias': beta,
-        prefix + 'mlp.fc1.weight': fc1_w,
-        prefix + 'mlp.fc1.bias': fc1_b,
-        prefix + 'mlp.fc2.weight': fc2_w,
-        prefix + 'mlp.fc2.bias': fc2_b,
-    })
 
 
 def _folds(module: nn.Module) -> bool:

@@ -9,8 +9,8 @@ from torch import nn
 from mmriformer.testing import (assert_float32_error_within,
                                 assert_float64_close, logged_messages,
                                 max_rel_diff, randomize_)
-from mmriformer.models import switch_to_deploy
-from mmriformer.models.backbones import RIFormer, RIFormerBlock
+from mmriformer.models import RIFormerBlock, switch_to_deploy
+from mmriformer.models.backbones import RIFormer
 
 ARCHS = ['s12', 's24', 's36', 'm36', 'm48']
 STAGES = (0, 2, 4, 6)
