@@ -29,6 +29,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 
 from mmriformer.datasets import generate_shapes_dataset
+from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES as CLASSES
 from mmriformer.models import switch_to_deploy
 from mmriformer.testing import logged_messages, make_det_samples
 from mmriformer.utils import cli_checks
@@ -36,7 +37,6 @@ from mmriformer.utils.checkpoint import CheckpointFileError
 
 ROOT = Path(__file__).parents[1]
 DEMO = ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py'
-CLASSES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')
 
 TINY_CONFIG = '''_base_ = {demo!r}
 model = dict(

@@ -5,6 +5,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
+from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES
 from mmriformer.models import RIFormer
 
 ROOT = Path(__file__).parents[1]
@@ -82,3 +83,18 @@ def test_detection_configs_follow_the_official_recipe(config):
         assert [a.type for a in augments] == ['BatchRandomChoiceResize']
     steps = {s.type: s for s in cfg.train_dataloader.dataset.pipeline}
     assert steps['FilterAnnotations'].keep_empty is False
+
+
+def test_demos_use_the_packages_shape_classes():
+    """The demo configs train on the shapes the package draws by default:
+    the detection demo names them, the classification demos count them."""
+    det = Config.fromfile(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py')
+    for loader in (det.train_dataloader, det.val_dataloader):
+        assert loader.dataset.metainfo.classes == DEFAULT_CLASSES
+    assert det.model.bbox_head.num_classes == len(DEFAULT_CLASSES)
+    for config in ROOT.glob('configs/demo/*_shapes_cls.py'):
+        cfg = Config.fromfile(config)
+        heads = [cfg.model.head] + (
+            [cfg.model.teacher.head] if 'teacher' in cfg.model else [])
+        assert {cfg.data_preprocessor.num_classes} | {
+            head.num_classes for head in heads} == {len(DEFAULT_CLASSES)}

@@ -9,5 +9,5 @@ model = dict(
         type='ImageClassifier',
         backbone=dict(type='PoolFormer', arch={{_base_.tiny_arch}}),
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=6, in_channels=192)),
+        head=_base_.model.head),
     teacher_checkpoint='work_dirs/distill_demo/teacher/epoch_10.pth')

@@ -26,7 +26,10 @@ model = dict(
             dict(type='Constant', layer=['GroupNorm'], val=1., bias=0.),
         ]),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='LinearClsHead', num_classes=6, in_channels=192))
+    head=dict(
+        type='LinearClsHead',
+        num_classes=_base_.data_preprocessor.num_classes,
+        in_channels=192))
 
 default_hooks = dict(
     logger=dict(interval=10), checkpoint=dict(max_keep_ckpts=1))

@@ -4,9 +4,12 @@
 # only the input size, the widths, the number of queries and the schedule
 # shrink so that it learns on 2 CPU cores in minutes.
 _base_ = '../rtdetr_riformer_s12.py'
+# The shapes the dataset draws by default, defined once in the package.
+# mmengine allows the import in a config only after `_base_`.
+from mmriformer.datasets.synthetic_shapes import \
+    DEFAULT_CLASSES as classes  # noqa: E402
 
 data_root = 'data/shapes/'
-classes = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')
 num_classes = len(classes)
 image_size = (256, 256)  # of the generated images
 input_size = (224, 224)  # what the model sees

@@ -20,6 +20,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from mmriformer.datasets import generate_shapes_dataset
+from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES as CLASSES
 from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
                                    compare_detections, evaluate_onnx,
                                    export_onnx, float_kernels, foreign_domains,
@@ -35,7 +36,6 @@ QUANTIZE = ROOT / 'tools/deployment/quantize_onnx.py'
 TEST_ONNX = ROOT / 'tools/deployment/test_onnx.py'
 CONFIG = str(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py')
 DEPLOY_CONFIG = str(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes_deploy.py')
-CLASSES = ('circle', 'square', 'triangle', 'star', 'cross', 'ring')
 
 
 def build(**options):
