@@ -1,6 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Helpers for tests and benchmarks: random weights, output comparison, log
-capture, shared inputs and a guard against host syncs."""
+capture, shared inputs, a guard against host syncs and racing processes."""
 import logging
 from contextlib import contextmanager
 from typing import Iterator, List, Sequence, Tuple, Union
@@ -12,12 +12,13 @@ from torch import nn
 from .host_sync import HostSyncError, forbid_host_sync
 from .inputs import make_det_samples, random_queries
 from .presnet_layout import official_presnet_state
+from .processes import started_together
 
 __all__ = [
     'randomize_', 'max_rel_diff', 'assert_float64_close',
     'assert_float32_error_within', 'logged_messages', 'EPS32',
     'HostSyncError', 'forbid_host_sync', 'make_det_samples', 'random_queries',
-    'official_presnet_state'
+    'official_presnet_state', 'started_together'
 ]
 
 

@@ -18,6 +18,7 @@ from mmriformer.datasets import (ShapesSettings, SyntheticShapesDataset,
                                  generate_shapes_dataset)
 from mmriformer.datasets.synthetic_shapes import (classification, generation,
                                                   write_shape_classification)
+from mmriformer.testing import started_together
 
 SMALL = dict(num_images=20, image_size=(128, 128), min_size=16, max_size=64)
 # A split whose annotation file and pixels are pinned below, as drawn by the
@@ -125,38 +126,28 @@ def test_changed_parameters_regenerate(tmp_path):
     assert osp.isfile(tmp_path / 'train' / '000003.jpg')
 
 
-def _generate_after(barrier, root):
-    barrier.wait()
-    _generate(root)
+def _racing_draws(monkeypatch, module, draw, make_split):
+    """Call ``make_split`` in three processes at once; return how many of
+    them called ``module.<draw>``, i.e. drew the split."""
+    num_draws = multiprocessing.get_context('fork').Value('i', 0)
+    original = getattr(module, draw)
+
+    def counted(*args):
+        with num_draws.get_lock():
+            num_draws.value += 1
+        return original(*args)
+
+    monkeypatch.setattr(module, draw, counted)
+    with started_together(make_split):
+        pass
+    return num_draws.value
 
 
 def test_concurrent_generation(tmp_path, monkeypatch):
     reference = _generate(tmp_path / 'reference')
-    # fork: the children need no re-import of torch and mmdet, and they
-    # inherit the counting wrapper below.
-    context = multiprocessing.get_context('fork')
-    num_writes = context.Value('i', 0)
-    write_images = generation._write_images
-
-    def counted_write_images(*args):
-        with num_writes.get_lock():
-            num_writes.value += 1
-        return write_images(*args)
-
-    monkeypatch.setattr(generation, '_write_images', counted_write_images)
-    barrier = context.Barrier(3)
-    workers = [
-        context.Process(
-            target=_generate_after, args=(barrier, tmp_path / 'shared'))
-        for _ in range(3)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-    assert [worker.exitcode for worker in workers] == [0, 0, 0]
     # The lock lets exactly one process draw; the others find it done.
-    assert num_writes.value == 1
+    assert _racing_draws(monkeypatch, generation, '_write_images',
+                         lambda: _generate(tmp_path / 'shared')) == 1
     ann_file = osp.join(tmp_path, 'shared', 'annotations', 'train.json')
     with open(ann_file) as f:
         json.load(f)
@@ -315,37 +306,15 @@ def test_classification_leaves_other_folders_alone(tmp_path):
     assert os.listdir(tmp_path) == ['mine.txt']
 
 
-def _classification_after(barrier, root):
-    barrier.wait()
-    write_shape_classification(root, 30, ('circle', 'cross'))
-
-
 def test_concurrent_classification(tmp_path, monkeypatch):
     """Concurrent callers: one draws, the others find the split made."""
     reference = str(tmp_path / 'reference')
     write_shape_classification(reference, 30, ('circle', 'cross'))
-    context = multiprocessing.get_context('fork')
-    num_draws = context.Value('i', 0)
-    draw_classes = classification._draw_classes
-
-    def counted_draw_classes(*args):
-        with num_draws.get_lock():
-            num_draws.value += 1
-        return draw_classes(*args)
-
-    monkeypatch.setattr(classification, '_draw_classes', counted_draw_classes)
-    barrier = context.Barrier(3)
     shared = str(tmp_path / 'shared')
-    workers = [
-        context.Process(target=_classification_after, args=(barrier, shared))
-        for _ in range(3)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-    assert [worker.exitcode for worker in workers] == [0, 0, 0]
-    assert num_draws.value == 1
+    assert _racing_draws(
+        monkeypatch, classification, '_draw_classes',
+        lambda: write_shape_classification(shared, 30,
+                                           ('circle', 'cross'))) == 1
     assert _classification_files(shared) == _classification_files(reference)
     for name in _classification_files(reference):
         assert _read_bytes(osp.join(shared, name)) == _read_bytes(

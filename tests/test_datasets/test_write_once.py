@@ -11,6 +11,7 @@ import time
 import pytest
 
 from mmriformer.datasets.write_once import write_once
+from mmriformer.testing import started_together
 
 NUM_FILES = 5
 PAYLOAD = 'x' * 10000
@@ -146,31 +147,18 @@ def test_failed_write_leaves_no_record(tmp_path):
     assert write_split(tmp_path)
 
 
-def race(folder, barrier):
-    barrier.wait()
-    write_split(folder, pause=0.05)
-
-
 def test_concurrent_processes_write_once(tmp_path):
     """Exactly one of several processes writes; a reader never sees a
     record before all the files it describes are complete."""
-    barrier = CONTEXT.Barrier(4)
-    workers = [
-        CONTEXT.Process(target=race, args=(tmp_path, barrier))
-        for _ in range(4)
-    ]
-    for worker in workers:
-        worker.start()
-    while any(worker.is_alive() for worker in workers):
-        if osp.exists(tmp_path / 'record.json'):
-            assert record_of(tmp_path) == SETTINGS
-            for path in split_files(tmp_path):
-                with open(path) as f:
-                    assert f.read() == PAYLOAD
-        time.sleep(0.005)
-    for worker in workers:
-        worker.join(timeout=60)
-    assert [worker.exitcode for worker in workers] == [0] * 4
+    racing = started_together(write_split, (tmp_path, SETTINGS, 0.05), 4)
+    with racing as workers:
+        while any(worker.is_alive() for worker in workers):
+            if osp.exists(tmp_path / 'record.json'):
+                assert record_of(tmp_path) == SETTINGS
+                for path in split_files(tmp_path):
+                    with open(path) as f:
+                        assert f.read() == PAYLOAD
+            time.sleep(0.005)
     assert calls(tmp_path) == [None]
     assert record_of(tmp_path) == SETTINGS
     assert not [name for name in os.listdir(tmp_path) if '.tmp' in name]
