@@ -12,16 +12,16 @@ import json
 import os
 import os.path as osp
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from filelock import FileLock
 
 
-def _settings_in(record: dict, key: Sequence[str]) -> Optional[dict]:
+def _settings_in(record: Any, key: Sequence[str]) -> Optional[dict]:
     """The settings stored in ``record`` under the keys ``key``, if any.
 
     Args:
-        record (dict): A record.
+        record (Any): A record as read from JSON.
         key (Sequence[str]): The keys, outermost first; empty for the
             record itself.
 
@@ -138,7 +138,8 @@ def write_once(record_file: str,
             that a record of the same settings describes are all there.
             Defaults to None (a record is enough).
         fix (str): Appended to the errors: what the user can do when the
-            record file or the folder belongs to something else.
+            record file belongs to something else or the folder cannot be
+            written. Defaults to ''.
 
     Returns:
         bool: Whether this call wrote the split.
@@ -164,9 +165,10 @@ def write_once(record_file: str,
         previous = _read_record(record_file, settings_key, fix)
         if up_to_date(previous):
             return False
+        previous_settings = None
         if previous is not None:
             # The record must never describe files being rewritten.
             os.remove(record_file)
-            previous = _settings_in(previous, settings_key)
-        _replace_json(record_file, write(previous))
+            previous_settings = _settings_in(previous, settings_key)
+        _replace_json(record_file, write(previous_settings))
     return True
