@@ -102,6 +102,7 @@ def drop_pretrained(cfg) -> None:
 
 
 def _is_pretrained(init_cfg) -> bool:
+    """Whether ``init_cfg`` is one ``Pretrained`` init config."""
     return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
 
 

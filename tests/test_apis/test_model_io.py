@@ -137,7 +137,8 @@ def test_missing_and_unexpected_keys_are_named(saved, tmp_path):
             rf'does not fit the model RTDETR \(4 missing \(first: '
             rf'{removed[0]}, {removed[1]}, {removed[2]}\); 1 unexpected '
             rf'\(first: bbox_head\.extra\.weight\)\); use the config the '
-            rf'checkpoint was trained with\.$')):
+            rf'checkpoint was trained with \(the Runner saves a copy in its '
+            rf'work_dir\)\.$')):
         load_strict(build_model(DEMO), save(state, tmp_path / 'x.pth'))
 
 

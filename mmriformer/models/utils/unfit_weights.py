@@ -60,11 +60,13 @@ def describe_unfit(model: nn.Module, state: Mapping[str, Tensor],
         parts.append('train-form weights for a deploy-form model')
     fix = ('use the train-form config of the checkpoint' if folded else
            'use the config the checkpoint was trained with')
-    if CLASS_WEIGHT_KEY in state and CLASS_WEIGHT_KEY in own:
-        classes = state[CLASS_WEIGHT_KEY].shape[0]
-        if classes != own[CLASS_WEIGHT_KEY].shape[0]:
-            fix += (f' (it predicts {classes} classes: set '
-                    f'model.bbox_head.num_classes={classes})')
+    classes = state[CLASS_WEIGHT_KEY].shape[0] if CLASS_WEIGHT_KEY in state \
+        and CLASS_WEIGHT_KEY in own else None
+    if classes is not None and classes != own[CLASS_WEIGHT_KEY].shape[0]:
+        fix += (f' (it predicts {classes} classes: set '
+                f'model.bbox_head.num_classes={classes})')
+    elif not folded:
+        fix += ' (the Runner saves a copy in its work_dir)'
     if folded:
         fix += (' and fold the model after loading (tools/infer.py '
                 '--deploy), or convert it to the deploy form first with '
