@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 from mmengine.config import Config
-from mmengine.registry import MODELS, DefaultScope
 
+from mmriformer.apis import build_model
 from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES
 from mmriformer.models import RIFormer
 
@@ -19,9 +19,7 @@ def test_mmdet_config_with_custom_imports(tmp_path):
         "allow_failed_imports=False)\n"
         "model = dict(type='RIFormer', arch='s12', out_indices=(2, 4, 6), "
         "norm_cfg=dict(type='LN2d'))\n")
-    cfg = Config.fromfile(config)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(cfg.model)
+    model = build_model(config)
     assert isinstance(model, RIFormer)
     assert model.out_channels == [128, 320, 512]
 
@@ -29,10 +27,8 @@ def test_mmdet_config_with_custom_imports(tmp_path):
 @pytest.mark.parametrize('config', sorted(
     (ROOT / 'configs/riformer').glob('*.py')), ids=lambda p: p.name)
 def test_mmpretrain_configs_build(config):
-    cfg = Config.fromfile(config)
-    assert cfg.default_scope == 'mmpretrain'
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(cfg.model)
+    assert Config.fromfile(config).default_scope == 'mmpretrain'
+    model = build_model(config)
     assert isinstance(model.backbone, RIFormer)
     assert model.backbone.deploy == ('deploy' in config.name)
 

@@ -6,10 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmdet.registry import HOOKS, MODELS
+from mmdet.registry import HOOKS
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
+from mmriformer.apis import build_model
 from mmriformer.testing import make_det_samples
 
 ROOT = Path(__file__).parents[1]
@@ -96,12 +97,12 @@ def test_v2_switch_pipeline(config):
             ] == [t['type'] for t in switched]
 
 
-def build_model(config, init=True):
-    cfg = Config.fromfile(ROOT / 'configs' / config)
-    cfg.model.backbone.init_cfg = None  # no download in tests
-    cfg.model.data_preprocessor.batch_augments = None
+def build(config, init=True):
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    # No pretrained backbone: no download in tests.
+    model = build_model(ROOT / 'configs' / config,
+                        {'model.data_preprocessor.batch_augments': None},
+                        pretrained=False)
     if init:
         model.init_weights()
     return model
@@ -110,9 +111,9 @@ def build_model(config, init=True):
 @pytest.mark.parametrize('config', sorted(V2))
 def test_v2_model_builds_and_trains(config):
     v1_config, _, _, _, method = V2[config]
-    model = build_model(config).train()
+    model = build(config).train()
     # v1's parameters exactly: v1 checkpoints load into v2 models.
-    v1_model = build_model(v1_config, init=False)
+    v1_model = build(v1_config, init=False)
     v1_shapes = {k: v.shape for k, v in v1_model.state_dict().items()}
     assert {k: v.shape for k, v in model.state_dict().items()} == v1_shapes
     for layer in model.decoder.layers:

@@ -27,6 +27,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
+from mmriformer.apis import build_model
 from mmriformer.testing import (assert_float64_close, official_presnet_state,
                                 randomize_)
 
@@ -229,7 +230,7 @@ def test_detector_init_keeps_the_backbone_weights(name, tmp_path):
     file_state, _, _ = write_source_checkpoint(
         cfg.model.backbone.init_cfg.checkpoint, cfg.model.backbone, path)
     cfg.model.backbone.init_cfg.checkpoint = str(path)
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     model.init_weights()
     optional = [f'norm{i}' for i in cfg.model.backbone.get('out_indices', ())
                 if f'norm{i}.weight' not in file_state]
@@ -265,14 +266,13 @@ def test_load_from_config_ends_with_a_whole_backbone(name, tmp_path):
         cfg.model.backbone.init_cfg.checkpoint, cfg.model.backbone,
         init_file)
     cfg.model.backbone.init_cfg.checkpoint = str(init_file)
-    source_cfg = Config.fromfile(ROOT / 'configs' / source_config)
-    source_cfg.model.backbone.init_cfg = None
-    source = randomize_(MODELS.build(source_cfg.model), seed=1)
+    source = randomize_(build_model(ROOT / 'configs' / source_config),
+                        seed=1)
     detector_file = tmp_path / 'detector.pth'
     torch.save({'state_dict': source.state_dict(),
                 'meta': {'dataset_meta': {'classes': ['a'] * 80}}},
                detector_file)
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     model.init_weights()
     load_checkpoint(model, str(detector_file), map_location='cpu',
                     strict=False, logger='silent')

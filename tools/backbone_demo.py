@@ -19,9 +19,8 @@ import subprocess
 import sys
 
 import torch
-from mmengine.runner import load_checkpoint
 
-from mmriformer.apis import build_model, reparameterize
+from mmriformer.apis import build_model, load_strict, reparameterize
 from mmriformer.models import RIFormer
 from mmriformer.testing import max_rel_diff
 
@@ -57,7 +56,7 @@ def main():
     print('[3/4] re-parameterising into the deploy form')
     reparameterize(CONFIG, train_ckpt, deploy_ckpt, DEPLOY_CONFIG)
     deployed = build_model(DEPLOY_CONFIG).eval()
-    load_checkpoint(deployed, deploy_ckpt, map_location='cpu', strict=True)
+    load_strict(deployed, deploy_ckpt, DEPLOY_CONFIG)
     images = torch.rand(4, 3, 224, 224)
     with torch.no_grad():
         diff = max_rel_diff([model(images, mode='tensor')],

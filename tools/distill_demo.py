@@ -27,9 +27,9 @@ from typing import Dict, List
 
 import cv2
 import torch
-from mmengine.runner import find_latest_checkpoint, load_checkpoint
+from mmengine.runner import find_latest_checkpoint
 
-from mmriformer.apis import build_model
+from mmriformer.apis import build_model, load_strict
 from mmriformer.datasets.synthetic_shapes import (DEFAULT_CLASSES,
                                                   write_shape_classification)
 from mmriformer.models import switch_to_deploy
@@ -85,9 +85,9 @@ def top1_curve(work_dir: str) -> List[float]:
 def deploy_check(checkpoint: str, val_root: str) -> Dict[str, float]:
     """Load a distilled checkpoint into the plain classifier, fold it, and
     compare the logits of both forms on validation images in float64."""
-    model = build_model(
-        osp.join(ROOT, CONFIGS['plain']), {'model.backbone.init_cfg': None})
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    config = osp.join(ROOT, CONFIGS['plain'])
+    model = build_model(config)
+    load_strict(model, checkpoint, config)
     model = model.double().eval()
     deployed = switch_to_deploy(copy.deepcopy(model))
     files = sorted(glob.glob(osp.join(val_root, '*', '*.png')))[:64]

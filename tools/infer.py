@@ -35,7 +35,6 @@ Examples::
         --out-dir work_dirs/infer_ort
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -43,67 +42,23 @@ import pickle
 import shutil
 import sys
 import tempfile
-from typing import Callable, List, Optional, Set
+from typing import Callable, List, Optional
 
 import mmcv
 import numpy as np
 import torch
 from mmdet.apis import DetInferencer
-from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.visualization import DetLocalVisualizer
 from mmengine.config import Config, DictAction
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmengine.structures import InstanceData
 from torch import nn
 
+from mmriformer.apis import load_config, load_strict
 from mmriformer.deployment import ONNXRuntimeDetector, read_image
 from mmriformer.models import switch_to_deploy
 from mmriformer.utils.cli_checks import earlier_records
 from mmriformer.utils.image_files import find_images
-
-
-def train_form_keys(cfg: Config) -> Set[str]:
-    """State-dict keys of the config's model built with ``deploy`` off
-    wherever the config turns it on (e.g. a deploy config)."""
-    model_cfg = copy.deepcopy(cfg.model)
-    for part in model_cfg.values():
-        if isinstance(part, dict) and part.get('deploy'):
-            part['deploy'] = False
-    return set(MODELS.build(model_cfg).state_dict())
-
-
-def mismatch_hint(cfg: Config, model: nn.Module, checkpoint: dict) -> str:
-    """How to make a checkpoint whose weights do not fit ``model`` load.
-
-    Args:
-        cfg (Config): The config ``model`` was built from.
-        model (nn.Module): The model the checkpoint did not fit.
-        checkpoint (dict): The checkpoint.
-
-    Returns:
-        str: One or two sentences.
-    """
-    state = checkpoint.get('state_dict', checkpoint)
-    state = {k.removeprefix('module.'): v for k, v in state.items()}
-    own = model.state_dict()
-    hints = []
-    deploy_cfg = any(
-        isinstance(part, dict) and part.get('deploy')
-        for part in cfg.model.values())
-    if deploy_cfg and set(state) == train_form_keys(cfg) != set(own):
-        hints.append('The checkpoint is in train form and the config builds '
-                     'the deploy form: give the train-form config, and '
-                     '--deploy to fold the model after loading.')
-    name = 'bbox_head.cls_branches.0.weight'
-    if name in own and name in state and \
-            state[name].shape[0] != own[name].shape[0]:
-        hints.append(f'The checkpoint predicts {state[name].shape[0]} '
-                     f'classes: add --cfg-options '
-                     f'model.bbox_head.num_classes={state[name].shape[0]}.')
-    return ' '.join(hints) or ('Give the config the checkpoint was trained '
-                               'with (the Runner saves a copy in its '
-                               'work_dir).')
 
 
 class StrictDetInferencer(DetInferencer):
@@ -133,23 +88,7 @@ class StrictDetInferencer(DetInferencer):
             ValueError: The weights do not fit ``model``.
         """
         if checkpoint is not None:
-            fit = (f'The checkpoint {self.checkpoint_path} does not fit the '
-                   f'model of the config {cfg.filename}')
-            try:
-                _load_checkpoint_to_model(model, checkpoint, strict=True)
-            except ValueError as error:
-                # The model refused the weights while they loaded (as
-                # RTDETR does with deploy weights in the train form); its
-                # message says what to do.
-                raise ValueError(f'{fit}: {error}') from error
-            except RuntimeError as error:  # mmengine's strict check
-                detail = ' '.join(str(error).split()).removeprefix(
-                    'The model and loaded state dict do not match exactly ')
-                if len(detail) > 300:
-                    detail = detail[:300] + ' ...'
-                raise ValueError(
-                    f'{fit} ({detail}). '
-                    f'{mismatch_hint(cfg, model, checkpoint)}') from error
+            load_strict(model, self.checkpoint_path, cfg, checkpoint)
         super()._load_weights_to_model(model, checkpoint, cfg)
 
 
@@ -304,9 +243,7 @@ def infer(config: str,
         raise FileNotFoundError(f'Checkpoint {checkpoint} does not exist')
     images = find_images(inputs)
     check_outputs(images, out_dir)
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = load_config(config, cfg_options)
     inferencer = StrictDetInferencer(
         cfg, checkpoint, device=device, show_progress=False)
     if deploy:

@@ -1,4 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .reparameterize import build_model, reparameterize
+from .model_io import (WeightsMismatchError, build_model, drop_pretrained,
+                       load_config, load_strict, read_checkpoint)
+from .reparameterize import reparameterize
 
-__all__ = ['build_model', 'reparameterize']
+__all__ = [
+    'WeightsMismatchError', 'build_model', 'drop_pretrained', 'load_config',
+    'load_strict', 'read_checkpoint', 'reparameterize'
+]

@@ -11,32 +11,11 @@ import pickle
 from typing import Optional
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
-from mmengine.runner import load_checkpoint
-from mmengine.runner.checkpoint import (CheckpointLoader,
-                                        _load_checkpoint_to_model)
-from torch import nn
+from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..models import switch_to_deploy
-
-
-def build_model(config: str, cfg_options: Optional[dict] = None) -> nn.Module:
-    """Build the model of a config file, in the config's default scope.
-
-    Args:
-        config (str): Path of the config.
-        cfg_options (dict, optional): Overrides merged into the config, as
-            ``--cfg-options`` gives them.
-    """
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'Config {config} does not exist; check '
-                                f'the path.')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    return MODELS.build(cfg.model)
+from .model_io import (WeightsMismatchError, build_model, load_strict,
+                       read_checkpoint)
 
 
 def is_deploy_form(ckpt: dict) -> bool:
@@ -107,21 +86,12 @@ def reparameterize(config: str,
     if deploy_config and not osp.isfile(deploy_config):
         raise FileNotFoundError(f'Deploy config {deploy_config} does not '
                                 f'exist; check the path.')
-    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{checkpoint} holds a {type(ckpt).__name__}, not '
-                         f'a checkpoint dict of weights.')
+    ckpt = read_checkpoint(checkpoint)
     if is_deploy_form(ckpt):
         raise ValueError(
             f'{checkpoint} is already in deploy form; there is nothing to '
             f'convert: load it with the deploy config.')
-    try:
-        _load_checkpoint_to_model(model, ckpt, strict=True)
-    except RuntimeError as e:
-        raise ValueError(
-            f'{checkpoint} does not fit the model of {config}: '
-            f'{" ".join(str(e).split())[:600]}; give the config the '
-            f'checkpoint was trained with.') from e
+    load_strict(model, checkpoint, config, ckpt)
     switch_to_deploy(model.eval())
     meta = dict(ckpt.get('meta', {}), deploy=True,
                 reparameterized_from=osp.basename(checkpoint))
@@ -136,14 +106,14 @@ def reparameterize(config: str,
         torch.save({'meta': meta, 'state_dict': model.state_dict()}, tmp)
         if deploy_config:
             try:
-                load_checkpoint(build_model(deploy_config, cfg_options), tmp,
-                                map_location='cpu', strict=True)
-            except RuntimeError as e:
+                load_strict(build_model(deploy_config, cfg_options), tmp,
+                            deploy_config)
+            except WeightsMismatchError as e:
                 raise ValueError(
                     f'The folded weights do not load strictly into '
-                    f'{deploy_config} ({" ".join(str(e).split())[:600]}), so '
-                    f'{out} is not written; give the deploy form of '
-                    f'{config} as --deploy-config.') from e
+                    f'{deploy_config} ({e.problems}), so {out} is not '
+                    f'written; give the deploy form of {config} as '
+                    f'--deploy-config.') from e
         os.replace(tmp, out)
     finally:
         if osp.exists(tmp):

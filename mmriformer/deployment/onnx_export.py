@@ -12,23 +12,21 @@ Min/Max-to-Clip rewrite leaves a dangling input on the clamps of mmdet's
 import copy
 import io
 import json
-import os.path as osp
-import pickle
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
 import onnxscript.optimizer
 import torch
-from mmdet.registry import DATASETS, MODELS
+from mmdet.registry import DATASETS
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.runner.checkpoint import (_load_checkpoint,
-                                        _load_checkpoint_to_model)
 from torch import Tensor, nn
 
+from ..apis.model_io import (build_model, load_config, load_strict,
+                             read_checkpoint)
 from ..models import switch_to_deploy
 from .detections import compare_detections
 from .onnxruntime_detector import (DATASET_META_KEY, INPUT_NAMES, OUTPUT_NAMES,
@@ -174,34 +172,18 @@ def load_detector(config: str,
 
     Raises:
         FileNotFoundError: A file is missing.
-        ValueError: The checkpoint is none, does not fit the config's model
-            or has no class names.
+        ValueError: The checkpoint is none, has no class names, or does not
+            fit the config's model
+            (:class:`~mmriformer.apis.model_io.WeightsMismatchError`).
     """
-    for kind, path in (('Config', config), ('Checkpoint', checkpoint)):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{kind} {path} does not exist')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = load_config(config, cfg_options)
+    ckpt = read_checkpoint(checkpoint)
+    model = build_model(cfg)
+    load_strict(model, checkpoint, config, ckpt)
     with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(cfg.model)
         dataset = cfg.test_dataloader.dataset
         metainfo = DATASETS.get(dataset.type)._load_metainfo(
             copy.deepcopy(dataset.get('metainfo')))
-    try:
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise ValueError(f'{checkpoint} is not a PyTorch checkpoint: '
-                         f'{error}') from error
-    unfit = (f'The checkpoint {checkpoint} does not fit the model of the '
-             f'config {config}')
-    try:
-        _load_checkpoint_to_model(model, ckpt, strict=True)
-    except ValueError as error:  # deploy weights in the train form
-        raise ValueError(f'{unfit}: {error}') from error
-    except RuntimeError as error:  # mmengine's strict check
-        # The model noted what did not fit, with a hint.
-        raise ValueError(f'{unfit}: {model.unfit_weights}') from error
     dataset_meta = dict(ckpt.get('meta', {}).get('dataset_meta', {}))
     if 'classes' not in dataset_meta:
         raise ValueError(

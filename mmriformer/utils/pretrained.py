@@ -95,16 +95,22 @@ def covering(keys: Collection[str], names: Collection[str]) -> List[str]:
                    if is_listed(key, [name])})
 
 
+def reshaped_keys(state: StateDict, target: StateDict) -> List[str]:
+    """Keys of ``state`` that ``target`` has in another shape."""
+    return [k for k, v in state.items() if k in target
+            and hasattr(v, 'shape') and v.shape != target[k].shape]
+
+
 def shape_problems(state: StateDict, target: StateDict) -> List[str]:
-    """Keys of ``state`` that ``target`` has in another shape.
+    """Keys of ``state`` that ``target`` has in another shape, in words.
 
     Returns:
         list[str]: ``'key: (..) in the checkpoint, (..) in the model'``.
     """
     return [
-        f'{k}: {tuple(v.shape)} in the checkpoint, {tuple(target[k].shape)} '
-        f'in the model' for k, v in state.items()
-        if k in target and hasattr(v, 'shape') and v.shape != target[k].shape
+        f'{k}: {tuple(state[k].shape)} in the checkpoint, '
+        f'{tuple(target[k].shape)} in the model'
+        for k in reshaped_keys(state, target)
     ]
 
 
@@ -160,8 +166,7 @@ def load_pretrained(model: nn.Module,
         state = convert(state)
     name = type(model).__name__
     own = model.state_dict()
-    reshaped = [k for k in state if k in own and hasattr(state[k], 'shape')
-                and state[k].shape != own[k].shape]
+    reshaped = reshaped_keys(state, own)
     shapes = shape_problems(
         {k: state[k] for k in reshaped if not is_listed(k, optional)}, own)
     if shapes:

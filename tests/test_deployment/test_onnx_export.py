@@ -15,10 +15,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from mmdet.registry import MODELS
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
+from mmriformer.apis import build_model
 from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES as CLASSES
 from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
@@ -41,11 +40,7 @@ DEPLOY_CONFIG = str(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes_deploy.py')
 def build(**options):
     """The demo model with random weights; ``options`` go into the
     config."""
-    cfg = Config.fromfile(CONFIG)
-    cfg.merge_from_dict(options)
-    # Module-scoped callers run before the autouse fixture sets the scope.
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(cfg.model)
+    model = build_model(CONFIG, options)
     # Non-trivial layer scales, so a wrong fold would show.
     randomize_(model.backbone)
     randomize_(model.neck, seed=1)
@@ -177,15 +172,15 @@ def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='Config .* does not exist'):
         load_detector(str(tmp_path / 'missing.py'), CONFIG)
     with pytest.raises(FileNotFoundError,
-                       match='Checkpoint .* does not exist'):
+                       match='Checkpoint .* can not be found'):
         load_detector(CONFIG, str(tmp_path / 'missing.pth'))
     with pytest.raises(ValueError, match='is not a PyTorch checkpoint'):
         load_detector(CONFIG, CONFIG)
     three = save(build(**{'model.bbox_head.num_classes': 3}),
                  tmp_path / 'three.pth', CLASSES[:3])
     with pytest.raises(ValueError, match=(
-            r'three\.pth does not fit the model of the config .*: weights '
-            r'of the checkpoint do not fit .*num_classes=3')):
+            r'three\.pth does not fit the model of the config .*\(\d+ of '
+            r'other shapes .*num_classes=3')):
         load_detector(CONFIG, three)
     model = build()
     unnamed = tmp_path / 'unnamed.pth'
@@ -263,7 +258,9 @@ def test_cli_error(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         tool.main()
     assert exit_.value.code == (
-        f'error: Checkpoint {tmp_path}/missing.pth does not exist')
+        f'error: Checkpoint {tmp_path}/missing.pth can not be found; check '
+        f'the path given to load_from, --resume, init_cfg.checkpoint or the '
+        f'tool.')
     assert not out.exists()
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
+
+from mmriformer.apis import build_model
 
 ROOT = Path(__file__).parents[2]
 
@@ -27,9 +28,9 @@ def demo_batch(model, tmp_path):
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_box_maths_and_losses_stay_float32_under_autocast(tmp_path, dtype):
-    cfg = Config.fromfile(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py')
+    model = build_model(
+        ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py').train()
     with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(cfg.model).train()
         data = demo_batch(model, tmp_path)
     seen = {}
     model.decoder.register_forward_hook(

@@ -62,19 +62,13 @@ def test_module_imitation_beats_plain_training(tmp_path):
 def test_distillation_under_ddp(tmp_path):
     """The distillation config trains with tools/dist_train.sh, 2 processes
     over gloo on this CPU-only host."""
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS
-
+    from mmriformer.apis import build_model
     from mmriformer.datasets.synthetic_shapes import (
         DEFAULT_CLASSES, write_shape_classification)
     data = tmp_path / 'data'
     write_shape_classification(str(data / 'train'), 64, DEFAULT_CLASSES)
     write_shape_classification(str(data / 'val'), 32, DEFAULT_CLASSES, seed=1)
-    teacher_cfg = Config.fromfile(
-        ROOT / 'configs/demo/poolformer_tiny_shapes_cls.py')
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        teacher = MODELS.build(teacher_cfg.model)
+    teacher = build_model(ROOT / 'configs/demo/poolformer_tiny_shapes_cls.py')
     teacher.init_weights()
     torch.save({'state_dict': teacher.state_dict()}, tmp_path / 'teacher.pth')
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS
 from torch import nn
+
+from mmriformer.apis import build_model
 
 ROOT = Path(__file__).parents[2]
 PRIOR = -math.log((1 - 0.01) / 0.01)
@@ -32,12 +32,10 @@ PRIOR = -math.log((1 - 0.01) / 0.01)
 
 @pytest.fixture(scope='module')
 def model():
-    cfg = Config.fromfile(ROOT / 'configs/rtdetr_r18vd.py')
-    cfg.model.backbone.init_cfg = None  # the backbone is not the subject
     torch.manual_seed(0)
-    from mmengine.registry import DefaultScope
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        detector = MODELS.build(cfg.model)
+    # The pretrained backbone is not the subject.
+    detector = build_model(ROOT / 'configs/rtdetr_r18vd.py',
+                           pretrained=False)
     detector.init_weights()
     return detector
 

@@ -9,10 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmdet.registry import MODELS
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
+from mmriformer.apis import build_model
 from mmriformer.testing import assert_float32_error_within, randomize_
 from mmriformer.utils.image_files import find_images
 
@@ -46,15 +44,10 @@ def tool():
 def data(tmp_path_factory):
     """A 3-class s12 checkpoint and a folder of two images."""
     root = tmp_path_factory.mktemp('infer')
-    cfg = Config.fromfile(CONFIG)
-    cfg.model.backbone.init_cfg = None
-    cfg.model.data_preprocessor.batch_augments = None
-    cfg.merge_from_dict({k: v for k, v in CFG_OPTIONS.items()
-                         if k.startswith('model.')})
+    options = {k: v for k, v in CFG_OPTIONS.items() if k.startswith('model.')}
+    options['model.data_preprocessor.batch_augments'] = None
     torch.manual_seed(0)
-    # Module-scoped: set up before the autouse fixture that sets the scope.
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(cfg.model)
+    model = build_model(CONFIG, options)
     # Layer scales of 0.3 rather than 1e-5, so a folding error would show
     # in the scores of the deploy form.
     randomize_(model.backbone)
@@ -154,17 +147,18 @@ def test_bad_inputs(tool, data, tmp_path):
     # an 80-class config cannot take the 3-class checkpoint
     with pytest.raises(ValueError, match=(
             r'The checkpoint .*model\.pth does not fit the model of the '
-            r'config .*rtdetr_riformer_s12\.py \(size mismatch for '
-            r'bbox_head\.cls_branches\.0\.weight.*\)\. The checkpoint '
-            r'predicts 3 classes: add --cfg-options '
-            r'model\.bbox_head\.num_classes=3\.')):
+            r'config .*rtdetr_riformer_s12\.py \(\d+ of other shapes '
+            r'\(first: .*\)\); use the config the checkpoint was trained '
+            r'with \(it predicts 3 classes: set '
+            r'model\.bbox_head\.num_classes=3\)\.')):
         tool.infer(CONFIG, str(checkpoint), str(images), str(tmp_path))
     # a deploy config cannot take the train-form checkpoint
     deploy = dict(CFG_OPTIONS, **{'model.backbone.deploy': True,
                                   'model.neck.deploy': True})
     with pytest.raises(ValueError, match=(
-            r'The checkpoint is in train form and the config builds the '
-            r'deploy form: give the train-form config, and --deploy')):
+            r'train-form weights for a deploy-form model\); use the '
+            r'train-form config of the checkpoint and fold the model after '
+            r'loading \(tools/infer\.py --deploy\)')):
         tool.infer(CONFIG, str(checkpoint), str(images), str(tmp_path),
                    cfg_options=deploy)
     assert not list(tmp_path.iterdir())

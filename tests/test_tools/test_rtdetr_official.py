@@ -27,9 +27,10 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, DefaultScope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
 from safetensors.torch import save_file
 
+from mmriformer.apis import build_model, load_strict
 from mmriformer.converters import rtdetr as official
 from mmriformer.deployment import compare_detections
 from mmriformer.testing import (logged_messages, make_det_samples,
@@ -69,10 +70,7 @@ def run_tool(*args):
 
 
 def build(variant):
-    cfg = Config.fromfile(CONFIGS[variant])
-    cfg.model.backbone.init_cfg = None
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.build(cfg.model)
+    return build_model(CONFIGS[variant])
 
 
 def predict(model, image):
@@ -116,7 +114,7 @@ def test_tool_matches_hf(oracle, tmp_path, variant):
         # from the last one. The weights are the same.
         assert model.decoder.eval_idx == 2
         model.decoder.eval_idx = -1
-    ckpt = load_checkpoint(model, str(out), strict=True, map_location='cpu')
+    ckpt = load_strict(model, str(out))
     assert len(ckpt['meta']['dataset_meta']['classes']) == 80
     assert ckpt['meta']['converted_from']['layout'] == 'hf'
 

@@ -57,9 +57,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 import onnxruntime
 import torch
 from mmengine.config import DictAction
-from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
 
+from mmriformer.apis import load_strict
 from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
                                    compare_detections, export_onnx,
@@ -156,7 +156,7 @@ def build_forms(config: str,
     torch.manual_seed(seed)
     model = build_detector(config, cfg_options)
     if checkpoint:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        load_strict(model, checkpoint, config)
     else:
         # Layer scales of 1e-5 would hide a wrong fold from the check.
         randomize_(model, seed)

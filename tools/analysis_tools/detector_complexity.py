@@ -33,14 +33,13 @@ from collections import Counter
 from typing import Any, Dict, List, Optional
 
 import torch
-from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
+from mmengine.config import DictAction
 from torch import Tensor, nn
 
+from mmriformer.apis import build_model
 from mmriformer.models import switch_to_deploy
 from mmriformer.utils.cli_checks import earlier_records
 
@@ -75,13 +74,10 @@ def build_detector(config: str,
     Returns:
         nn.Module: The detector.
     """
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    cfg.model.backbone.init_cfg = None
-    cfg.model.data_preprocessor.batch_augments = None
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    return MODELS.build(cfg.model).eval()
+    # Overrides of the user first, then the batch augments dropped.
+    options = dict(cfg_options or {})
+    options['model.data_preprocessor.batch_augments'] = None
+    return build_model(config, options, pretrained=False).eval()
 
 
 def deploy_copy(model: nn.Module) -> nn.Module:

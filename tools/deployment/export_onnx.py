@@ -24,6 +24,7 @@ Example::
 import argparse
 import os
 import os.path as osp
+import pickle
 import sys
 import tempfile
 from typing import List, Optional, Sequence
@@ -105,7 +106,7 @@ def main() -> None:
             print(f'onnxruntime matches PyTorch on {len(images)} images: '
                   f'max score difference {diffs["max_score_diff"]:.2e}, '
                   f'max box difference {diffs["max_box_diff"]:.2e} px')
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, pickle.UnpicklingError) as error:
         sys.exit(f'error: {error}')
 
 

@@ -58,9 +58,8 @@ def convert_checkpoint(src: str, out: str,
             that do not fit the config, or a source that is not COCO's.
     """
     from mmdet.datasets import CocoDataset
-    from mmdet.registry import MODELS
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
+
+    from ...apis import build_model, load_config, load_strict
 
     if osp.abspath(src) == osp.abspath(out):
         raise ValueError(f'OUT is the source {src}; give another path.')
@@ -74,17 +73,12 @@ def convert_checkpoint(src: str, out: str,
     variant = describe_variant(state)
     if config is None:
         config = pick_config(variant, repo_configs_dir())
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'Config {config} does not exist.')
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     if hf_config is not None:
         check_hf_config(hf_config, cfg.model)
-    # Only the structure matters: no pretrained backbone to fetch.
-    cfg.model.backbone.init_cfg = None
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     check_fit(state, model.state_dict(), osp.basename(config))
-    model.load_state_dict(state, strict=True)
+    load_strict(model, src, config, dict(state_dict=state))
 
     classes = list(CocoDataset.METAINFO['classes'])
     names = hf_class_names(hf_config)
@@ -142,9 +136,7 @@ def convert_backbone(state: StateDict, src: str, out: str,
         FileNotFoundError: The config is missing.
         ValueError: An unknown depth or weights that do not fit.
     """
-    from mmdet.registry import MODELS
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
+    from ...apis import build_model
 
     weights = {
         f'backbone.{k}': v.contiguous()
@@ -159,12 +151,7 @@ def convert_backbone(state: StateDict, src: str, out: str,
                 f'{variant["stage_blocks"]}, not one of the depths '
                 f'{sorted(BACKBONE_CONFIGS)}; pass a config with --config.')
         config = osp.join(repo_configs_dir(), name)
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'Config {config} does not exist.')
-    cfg = Config.fromfile(config)
-    cfg.model.backbone.init_cfg = None
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    backbone = MODELS.build(cfg.model.backbone)
+    backbone = build_model(config).backbone
     check_fit(weights,
               {f'backbone.{k}': v
                for k, v in backbone.state_dict().items()},

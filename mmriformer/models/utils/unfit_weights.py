@@ -8,13 +8,70 @@ their initial values. That is how fine-tuning starts (e.g. a head for other
 classes), but predicting with such a model gives meaningless results.
 """
 import logging
-from typing import List, Optional, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
 
+from ...utils.pretrained import shape_problems
 from .reparam import unknown_keys_of_leaves
+
+# The head's first classifier, whose rows give the number of classes.
+CLASS_WEIGHT_KEY = 'bbox_head.cls_branches.0.weight'
+
+
+def describe_unfit(model: nn.Module, state: Mapping[str, Tensor],
+                   missing: Sequence[str],
+                   unexpected: Sequence[str]) -> Optional[Tuple[str, str]]:
+    """What of a load of ``state`` into ``model`` did not fit, and the fix.
+
+    BatchNorm counters (``num_batches_tracked``) are not counted.
+
+    Args:
+        model (nn.Module): The model, after the load.
+        state (Mapping[str, Tensor]): The weights loaded, in the model's
+            keys.
+        missing (Sequence[str]): Keys of the model the load left initial,
+            besides those of other shapes.
+        unexpected (Sequence[str]): Keys of ``state`` the model lacks.
+
+    Returns:
+        tuple[str, str] | None: None where everything fits. Else the
+        problems (e.g. ``'17 of other shapes (first: ...); 8 missing
+        (first: ...)'``) and the fix, a clause starting with a verb: the
+        config the checkpoint was trained with (and its number of classes);
+        for train-form weights in a deploy-form model, that config and a
+        fold after loading, or a fold of the checkpoint first.
+    """
+    own = model.state_dict()
+    shapes = shape_problems(state, own)
+    missing = [k for k in missing if 'num_batches_tracked' not in k]
+    unexpected = [k for k in unexpected if 'num_batches_tracked' not in k]
+    if not (shapes or missing or unexpected):
+        return None
+    parts = [f'{len(shapes)} of other shapes (first: {shapes[0]})'] \
+        if shapes else []
+    parts += [f'{len(keys)} {what} (first: {", ".join(keys[:3])})'
+              for what, keys in (('missing', missing),
+                                 ('unexpected', unexpected)) if keys]
+    folded = bool(unknown_keys_of_leaves(model, unexpected, deploy=True))
+    if folded:
+        parts.append('train-form weights for a deploy-form model')
+    fix = ('use the train-form config of the checkpoint' if folded else
+           'use the config the checkpoint was trained with')
+    classes = state[CLASS_WEIGHT_KEY].shape[0] if CLASS_WEIGHT_KEY in state \
+        and CLASS_WEIGHT_KEY in own else None
+    if classes is not None and classes != own[CLASS_WEIGHT_KEY].shape[0]:
+        fix += (f' (it predicts {classes} classes: set '
+                f'model.bbox_head.num_classes={classes})')
+    elif not folded:
+        fix += ' (the Runner saves a copy in its work_dir)'
+    if folded:
+        fix += (' and fold the model after loading (tools/infer.py '
+                '--deploy), or convert it to the deploy form first with '
+                'tools/model_converters/reparameterize.py')
+    return '; '.join(parts), fix
 
 
 def note_unfit_weights_hook(module: nn.Module,
@@ -34,26 +91,25 @@ class UnfitWeightsMixin:
     :meth:`check_weights_loaded` in ``predict`` and :meth:`mark_trained` in
     ``loss``.
     """
-    # The head's first classifier, whose rows give the number of classes.
-    class_weight_key = 'bbox_head.cls_branches.0.weight'
     # What the last load left unloaded, as a message; None: nothing.
     unfit_weights: Optional[str] = None
     _load_prefix = ''
-    _load_shape_problems: List[str] = []
-    _load_class_counts: Optional[Tuple[int, int]] = None
+    # The weights of the load in progress, in this model's keys.
+    _load_state: Mapping[str, Tensor] = {}
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:
-        """Refuse deploy-form weights in a train-form model; note weights of
-        other shapes for :meth:`note_unfit_weights`.
+        """Refuse deploy-form weights in a train-form model; keep the
+        weights for :meth:`note_unfit_weights`.
 
         Raises:
             ValueError: The checkpoint is in deploy form and this model (or
                 part of it) in train form, which cannot unfold it.
         """
-        keys = [k[len(prefix):] for k in state_dict if k.startswith(prefix)]
-        deploy_keys = unknown_keys_of_leaves(self, keys, deploy=False)
+        state = {k[len(prefix):]: v for k, v in state_dict.items()
+                 if k.startswith(prefix)}
+        deploy_keys = unknown_keys_of_leaves(self, list(state), deploy=False)
         if deploy_keys:
             raise ValueError(
                 f'The checkpoint is in deploy form (it holds '
@@ -63,25 +119,15 @@ class UnfitWeightsMixin:
                 f'configs/demo/rtdetr_riformer_s12_shapes_deploy.py) or add '
                 f'--cfg-options model.backbone.deploy=True '
                 f'model.neck.deploy=True.')
-        own = self.state_dict()
         self._load_prefix = prefix
-        self._load_shape_problems = [
-            f'{k}: {tuple(state_dict[prefix + k].shape)} in the checkpoint, '
-            f'{tuple(own[k].shape)} in the model' for k in keys
-            if k in own and hasattr(state_dict[prefix + k], 'shape')
-            and state_dict[prefix + k].shape != own[k].shape
-        ]
-        self._load_class_counts = None
-        name = self.class_weight_key
-        if name in keys and name in own:
-            self._load_class_counts = (state_dict[prefix + name].shape[0],
-                                       own[name].shape[0])
+        self._load_state = state
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
     def note_unfit_weights(self, incompatible: _IncompatibleKeys) -> None:
-        """After a load: note and log what did not fit.
+        """After a load: note and log what did not fit
+        (:func:`describe_unfit`).
 
         Until a training step has run, :meth:`check_weights_loaded` then
         refuses to predict.
@@ -93,31 +139,19 @@ class UnfitWeightsMixin:
         prefix = self._load_prefix
 
         def own(keys):
-            return [k[len(prefix):] for k in keys if k.startswith(prefix)
-                    and 'num_batches_tracked' not in k]
+            return [k[len(prefix):] for k in keys if k.startswith(prefix)]
 
-        missing = own(incompatible.missing_keys)
-        unexpected = own(incompatible.unexpected_keys)
-        shapes = self._load_shape_problems
-        if not (missing or unexpected or shapes):
+        unfit = describe_unfit(self, self._load_state,
+                               own(incompatible.missing_keys),
+                               own(incompatible.unexpected_keys))
+        self._load_state = {}
+        if unfit is None:
             self.unfit_weights = None
             return
-        parts = [f'{len(items)} {what} (first: {items[0]})'
-                 for what, items in (('of other shapes', shapes),
-                                     ('missing', missing),
-                                     ('unexpected', unexpected)) if items]
-        hint = 'use the config the checkpoint was trained with'
-        counts = self._load_class_counts
-        if counts and counts[0] != counts[1]:
-            hint += (f' (it predicts {counts[0]} classes: set '
-                     f'model.bbox_head.num_classes={counts[0]})')
-        if unknown_keys_of_leaves(self, unexpected, deploy=True):
-            hint += (', or convert it to the deploy form first with '
-                     'tools/model_converters/reparameterize.py')
+        problems, fix = unfit
         self.unfit_weights = (
-            f'weights of the checkpoint do not fit the model '
-            f'({"; ".join(parts)}), so layers kept their initial values; '
-            f'to test or run it, {hint}')
+            f'weights of the checkpoint do not fit the model ({problems}), '
+            f'so layers kept their initial values; to test or run it, {fix}')
         print_log(f'{type(self).__name__}: {self.unfit_weights}. Training '
                   f'starts those layers afresh (as fine-tuning on other '
                   f'classes wants); the model refuses to predict before it '

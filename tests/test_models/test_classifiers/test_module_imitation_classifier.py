@@ -6,12 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
-from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from mmriformer.apis import build_model
 from mmriformer.models.losses import logit_distillation_loss
 from mmriformer.models.utils import teacher_weights_for_student
 from mmriformer.testing import logged_messages, randomize_
@@ -21,10 +19,8 @@ DEMO = ROOT / 'configs/demo'
 
 
 def build(config, **model_options):
-    cfg = Config.fromfile(config)
-    cfg.model.update(model_options)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(cfg.model)
+    return build_model(config,
+                       {f'model.{k}': v for k, v in model_options.items()})
 
 
 def distiller(**options):
@@ -236,18 +232,15 @@ def test_layouts_must_pair():
 
 def test_distilled_checkpoint_into_the_detector(tmp_path):
     """An S12 student checkpoint is the backbone of rtdetr_riformer_s12."""
-    from mmdet.registry import MODELS as DET_MODELS
     model = build(
         ROOT / 'configs/riformer/riformer-s12_distill-poolformer_8xb128_'
         'in1k.py', teacher_checkpoint=None)
     randomize_(model.backbone, 5)
     path = tmp_path / 'riformer-s12_distilled.pth'
     torch.save({'state_dict': model.state_dict()}, path)
-    cfg = Config.fromfile(ROOT / 'configs/rtdetr_riformer_s12.py')
-    cfg.model.backbone.init_cfg = dict(
-        type='Pretrained', checkpoint=str(path), prefix='backbone.')
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        detector = DET_MODELS.build(cfg.model)
+    detector = build_model(
+        ROOT / 'configs/rtdetr_riformer_s12.py',
+        {'model.backbone.init_cfg.checkpoint': str(path)})
     # Strict: an unexpected or missing key (but the output norms, which
     # depend on out_indices) would raise.
     with logged_messages() as messages:

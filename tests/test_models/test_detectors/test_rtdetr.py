@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmdet.registry import MODELS
 from mmengine.config import Config
 
+from mmriformer.apis import build_model
 from mmriformer.models import switch_to_deploy
 from mmriformer.testing import (HostSyncError, assert_float64_close,
                                 forbid_host_sync, logged_messages,
@@ -21,11 +21,10 @@ NUM_PARAMS = dict(s12=20410352, s24=31039844, s36=49115980, m36=74274828,
 
 
 def build_detector(config='rtdetr_riformer_s12.py', **model_overrides):
-    cfg = Config.fromfile(ROOT / 'configs' / config)
-    cfg.model.backbone.init_cfg = None  # no download in tests
-    cfg.model.data_preprocessor.batch_augments = None
-    cfg.merge_from_dict({f'model.{k}': v for k, v in model_overrides.items()})
-    model = MODELS.build(cfg.model)
+    options = {'model.data_preprocessor.batch_augments': None}
+    options.update({f'model.{k}': v for k, v in model_overrides.items()})
+    # No pretrained backbone: no download in tests.
+    model = build_model(ROOT / 'configs' / config, options, pretrained=False)
     model.init_weights()
     return model
 
