@@ -1,5 +1,5 @@
 # RIFormer-M36 trained as the paper does: module imitation of a frozen
-# PoolFormer-M36 (ModuleImitationClassifier; README, 'Training RIFormer').
+# PoolFormer-M36 (ModuleImitationClassifier; docs/distillation.md).
 _base_ = './riformer-m36_8xb128_in1k.py'
 
 # The loss weights are the class's defaults: all 1 and T = 1 (our choice,

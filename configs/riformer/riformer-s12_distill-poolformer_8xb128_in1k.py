@@ -1,5 +1,5 @@
 # RIFormer-S12 trained as the paper does: module imitation of a frozen
-# PoolFormer-S12 (ModuleImitationClassifier; README, 'Training RIFormer').
+# PoolFormer-S12 (ModuleImitationClassifier; docs/distillation.md).
 _base_ = './riformer-s12_8xb128_in1k.py'
 
 # The loss weights are the class's defaults: all 1 and T = 1 (our choice,
