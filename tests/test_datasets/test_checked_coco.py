@@ -1,19 +1,25 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+import copy
 import json
 import os
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import run
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
+from mmengine.config import Config
 
 from mmriformer.datasets import CheckedCocoDataset, skip_reason
 from mmriformer.datasets.coco import missing_files
 from mmriformer.testing import logged_messages
 
+ROOT = Path(__file__).parents[2]
 CLASSES = ('a', 'b')
 
 
@@ -209,3 +215,202 @@ def test_missing_files_looks_up_only_unlisted_paths(tmp_path, monkeypatch):
                         lambda path: looked_up.append(path) or isfile(path))
     assert missing_files(paths) == ['a/3.jpg', 'a/sub', 'b/4.jpg']
     assert looked_up == ['a/3.jpg', 'a/sub', 'b/4.jpg']
+
+
+# The COCO configs without COCO, and copies of the tiny detector's data
+# (tests/conftest.py) with one problem each.
+
+
+def dataset_cfg(tiny, root, loader='train_dataloader', **kwargs):
+    cfg = copy.deepcopy(tiny['cfg'][loader]['dataset'])
+    cfg.update(data_root=str(root) + '/', **kwargs)
+    return cfg
+
+
+def build_dataset(cfg):
+    return DATASETS.build(cfg)
+
+
+def copy_data(tiny, tmp_path, edit=None):
+    """A copy of the tiny set; ``edit`` changes the train annotations."""
+    root = tmp_path / 'data'
+    shutil.copytree(tiny['data'], root)
+    ann = root / 'annotations/train.json'
+    if edit is not None:
+        coco = json.loads(ann.read_text())
+        edited = edit(coco)
+        ann.write_text(edited if isinstance(edited, str) else json.dumps(
+            coco if edited is None else edited))
+    return root
+
+
+def test_no_dataset_at_data_root(tiny, tmp_path, monkeypatch):
+    """The COCO configs without COCO: where, in which layout, and how to
+    retarget (the train and the val/test datasets)."""
+    cfg = Config.fromfile(ROOT / 'configs/rtdetr_riformer_s24.py')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        build_dataset(cfg.train_dataloader.dataset)
+    assert str(error.value) == (
+        f'Annotation file data/coco/annotations/instances_train2017.json '
+        f'does not exist (relative to {tmp_path}), nor does data_root='
+        f'data/coco/: CheckedCocoDataset reads COCO data laid out as '
+        f'data/coco/annotations/instances_train2017.json (annotations) and '
+        f'data/coco/train2017/ (images); put the data there, or retarget the '
+        f'config with --cfg-options train_dataloader.dataset.data_root=DIR/ '
+        f'(plus train_dataloader.dataset.ann_file=... and '
+        f'train_dataloader.dataset.data_prefix.img=... if your file and '
+        f'folder names differ; a top-level data_root=... does not reach the '
+        f'dataloaders).')
+    with pytest.raises(FileNotFoundError, match=(
+            r'instances_val2017\.json does not exist .* --cfg-options '
+            r'val_dataloader\.dataset\.data_root=DIR/ test_dataloader\.'
+            r'dataset\.data_root=DIR/ val_evaluator\.ann_file=DIR/'
+            r'annotations/instances_val2017\.json test_evaluator\.ann_file='
+            r'DIR/annotations/instances_val2017\.json')):
+        build_dataset(cfg.test_dataloader.dataset)
+    # annotations there but no image folder
+    (tmp_path / 'data/coco/annotations').mkdir(parents=True)
+    shutil.copy(tiny['data'] / 'annotations/train.json',
+                tmp_path / 'data/coco/annotations/instances_train2017.json')
+    with pytest.raises(FileNotFoundError, match=r'^Image folder '
+                       r'data/coco/train2017/ does not exist'):
+        build_dataset(cfg.train_dataloader.dataset)
+
+
+def test_no_dataset_with_the_train_tool(tmp_path):
+    """``tools/train.py configs/rtdetr_riformer_s24.py`` without COCO: the
+    traceback ends in the message above, nothing is downloaded."""
+    proc = run(ROOT / 'tools/train.py',
+               ROOT / 'configs/rtdetr_riformer_s24.py',
+               '--work-dir', tmp_path / 'work_dir', '--cfg-options',
+               'model.backbone.init_cfg=None', cwd=tmp_path)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('FileNotFoundError: Annotation file data/coco/'
+                           'annotations/instances_train2017.json does not '
+                           'exist'), last
+    assert 'train_dataloader.dataset.data_root=DIR/' in last
+
+
+@pytest.mark.parametrize('damage', ['missing', 'corrupt', 'truncated'])
+def test_missing_or_damaged_image(tiny, tmp_path, damage):
+    root = copy_data(tiny, tmp_path)
+    image = root / 'train/000001.jpg'
+    if damage == 'missing':
+        image.unlink()
+        with pytest.raises(FileNotFoundError, match=(
+                r'^1 of the 4 images of .*train\.json do not exist, e\.g\. '
+                r'.*000001\.jpg; put them there, point data_prefix\.img at '
+                r'the folder that holds them, or remove them')):
+            build_dataset(dataset_cfg(tiny, root))
+        return
+    data = image.read_bytes()
+    image.write_bytes(b'garbage' if damage == 'corrupt' else
+                      data[:len(data) // 2])
+    dataset = build_dataset(dataset_cfg(tiny, root))
+    with pytest.raises(ValueError, match=(
+            r'^Image .*000001\.jpg \(image id 2 of .*train\.json\) cannot '
+            r'be decoded: it is damaged or not an image; replace it or '
+            r'remove it from the annotation file')):
+        dataset[1]
+
+
+def drop_key(kind, key):
+    def edit(coco):
+        del coco[kind][0][key]
+    return edit
+
+
+@pytest.mark.parametrize('edit, error, message', [
+    (lambda coco: '', ValueError, r'train\.json is not valid COCO JSON'),
+    (lambda coco: '[]', ValueError, r'train\.json is not COCO \(annotation '
+     r'file format .*list.* a COCO file is a JSON object with "images"'),
+    (lambda coco: {'annotations': [], 'categories': coco['categories']},
+     ValueError, r'train\.json has no images'),
+    (drop_key('annotations', 'bbox'), ValueError, r"train\.json: annotation "
+     r"1 lacks 'bbox'; COCO images need id, file_name, width, height, "
+     r'annotations need id, image_id, category_id, bbox, area and '
+     r'categories need id, name'),
+    (drop_key('annotations', 'image_id'), ValueError, r'train\.json: an '
+     r"image, annotation or category lacks the key 'image_id'; COCO images "
+     r'need'),
+    (drop_key('annotations', 'area'), ValueError, r"lacks 'area'"),
+    (drop_key('images', 'width'), ValueError, r"image 1 lacks 'width'"),
+    (lambda coco: coco['annotations'][0].update(bbox=[1, 2, 3]), ValueError,
+     r'annotation 1 has bbox=\[1, 2, 3\]; a COCO bbox is a list of 4 '
+     r'numbers \[x, y, width, height\]'),
+    (lambda coco: coco.update(categories=coco['categories'][:2]),
+     ValueError, r'has categories for only 2 of the 6 configured classes'),
+], ids=['empty', 'list', 'no_images', 'no_bbox', 'no_image_id', 'no_area',
+        'no_width', 'short_bbox', 'classes_missing'])
+def test_empty_or_malformed_annotation_file(tiny, tmp_path, edit, error,
+                                            message):
+    root = copy_data(tiny, tmp_path, edit)
+    with pytest.raises(error, match=message):
+        build_dataset(dataset_cfg(tiny, root))
+
+
+def test_unusable_boxes_are_skipped_and_logged(tiny, tmp_path):
+    def edit(coco):
+        base = dict(coco['annotations'][0], image_id=1)
+        coco['annotations'] += [
+            dict(base, id=1001, bbox=[500, 500, 10, 10], area=100),
+            dict(base, id=1002, bbox=[5, 5, 0, 10], area=0),
+            dict(base, id=1003, bbox=[5, 5, 10, 10], area=0),
+            dict(base, id=1004, bbox=[5, 5, 10, 10], category_id=77),
+            dict(base, id=1005, image_id=999),
+            dict(base, id=1006, bbox=[50, 50, 40, 40], area=1600),
+        ]
+
+    root = copy_data(tiny, tmp_path, edit)
+    num = len(json.loads(
+        (tiny['data'] / 'annotations/train.json').read_text())['annotations'])
+    with logged_messages() as messages:
+        dataset = build_dataset(dataset_cfg(tiny, root))
+    assert (f'{root}/annotations/train.json: skipped 5 boxes (1 area <= 0, '
+            f'1 category id not among the configured classes, 1 image id '
+            f'not among the images, 1 narrower or shorter than 1 px, 1 '
+            f'outside the image).') in messages
+    # the kept boxes: the file's own and the one partly outside its image
+    kept = sum(len(dataset.get_data_info(i)['instances'])
+               for i in range(len(dataset)))
+    assert kept == num + 1
+
+
+def test_all_boxes_unusable_is_an_error(tiny, tmp_path):
+    def edit(coco):  # e.g. boxes written as normalised [x, y, w, h]
+        for ann in coco['annotations']:
+            ann['bbox'] = [v / 64 for v in ann['bbox']]
+            ann['area'] = ann['bbox'][2] * ann['bbox'][3]
+
+    root = copy_data(tiny, tmp_path, edit)
+    with pytest.raises(ValueError, match=(
+            r'train\.json: all \d+ boxes are skipped \(\d+ narrower or '
+            r'shorter than 1 px\), so nothing is left to learn or evaluate; '
+            r'a COCO bbox is \[x, y, width, height\] in pixels')):
+        build_dataset(dataset_cfg(tiny, root))
+
+
+def test_filtered_images_are_logged(tiny, tmp_path):
+    def edit(coco):  # image 1 without boxes
+        coco['annotations'] = [a for a in coco['annotations']
+                               if a['image_id'] != 1]
+
+    root = copy_data(tiny, tmp_path, edit)
+    with logged_messages() as messages:
+        dataset = build_dataset(dataset_cfg(
+            tiny, root, filter_cfg=dict(filter_empty_gt=True, min_size=32)))
+    assert len(dataset) == 3
+    assert any(m.endswith("filter_cfg={'filter_empty_gt': True, "
+                          "'min_size': 32} left out 1 of 4 images (1 "
+                          "without boxes of the configured classes).")
+               for m in messages), messages
+    # a filter that leaves nothing used to fail in mmengine's
+    # serialisation ('need at least one array to concatenate')
+    with pytest.raises(ValueError, match=(
+            r"train\.json: filter_cfg=\{'filter_empty_gt': False, "
+            r"'min_size': 100\} leaves none of its 4 images \(4 smaller "
+            r'than min_size=100 px\); lower filter_cfg\.min_size')):
+        build_dataset(dataset_cfg(
+            tiny, root, filter_cfg=dict(filter_empty_gt=False, min_size=100)))

@@ -1,6 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """The demo config trains on other COCO-format data by --cfg-options only
-(the command documented in the README)."""
+(the command documented in docs/training.md)."""
 import subprocess
 import sys
 from pathlib import Path

@@ -1,6 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import digest
 
 from mmriformer.apis import build_model
 from mmriformer.testing import assert_float32_error_within, randomize_
@@ -205,3 +207,70 @@ def test_onnxruntime_arguments(tool, monkeypatch):
         '--out-dir', 'o'])
     args = tool.parse_args()
     assert (args.model, args.input) == (['model.onnx'], 'images')
+
+
+def test_infer_keeps_other_files_and_inputs(tiny, tool, tmp_path):
+    images = tmp_path / 'images'
+    shutil.copytree(tiny['data'] / 'val', images)
+    out = tmp_path / 'out'
+    (out / 'vis').mkdir(parents=True)
+    (out / 'notes.txt').write_text('mine')
+    (out / 'predictions.json').write_text('my own results')
+    kwargs = dict(config=str(tiny['config']),
+                  checkpoint=str(tiny['ckpts']['good']))
+
+    def infer(inputs, out_dir):
+        return tool.infer(inputs=str(inputs), out_dir=str(out_dir),
+                                **kwargs)
+
+    for text in ('my own results', '{"image": "a.jpg"}'):
+        (out / 'predictions.json').write_text(text)
+        with pytest.raises(ValueError, match=(
+                r'predictions\.json exists and was not written by this tool; '
+                r'it is not overwritten: give another --out-dir or remove '
+                r'it')):
+            infer(images, out)
+        assert (out / 'predictions.json').read_text() == text
+    (out / 'predictions.json').unlink()
+    shutil.copy(images / '000000.jpg', out / 'vis/000000.jpg')
+    with pytest.raises(ValueError, match=(
+            r'1 files in .*vis have the names of drawings this run would '
+            r'write \(e\.g\. .*000000\.jpg\) but no earlier run of this tool '
+            r'wrote them; they are not overwritten')):
+        infer(images, out)
+    (out / 'vis/000000.jpg').unlink()
+    mine = {p: digest(p) for p in images.iterdir()}
+    infer(images, out)
+    infer(images, out)  # replaces only what the first run wrote
+    assert (out / 'notes.txt').read_text() == 'mine'
+    assert sorted(p.name for p in (out / 'vis').iterdir()) == sorted(
+        p.name for p in images.iterdir())
+    # drawing into the input folder would write over the images
+    with pytest.raises(ValueError, match=(
+            r'would write over the input image of the same path; give an '
+            r'--out-dir outside the input folder')):
+        infer(out / 'vis', out)
+    shutil.copytree(images, tmp_path / 'in/vis')
+    with pytest.raises(ValueError, match='would write over the input image'):
+        infer(tmp_path / 'in/vis', tmp_path / 'in')
+    assert {p: digest(p) for p in images.iterdir()} == mine
+    # missing or damaged inputs
+    with pytest.raises(FileNotFoundError, match=r'Config .*nope\.py does '
+                       r'not exist'):
+        tool.infer(str(tmp_path / 'nope.py'), kwargs['checkpoint'],
+                         str(images), str(tmp_path / 'o'))
+    with pytest.raises(FileNotFoundError, match=r'nope does not exist'):
+        infer(tmp_path / 'nope', tmp_path / 'o')
+    (tmp_path / 'bad').mkdir()
+    shutil.copy(images / '000000.jpg', tmp_path / 'bad/0.jpg')
+    (tmp_path / 'bad/a.jpg').write_bytes(b'not a jpeg')
+    with pytest.raises(ValueError, match=r'Image .*a\.jpg cannot be decoded: '
+                       r'it is damaged or not an image'):
+        infer(tmp_path / 'bad', tmp_path / 'o')  # after 0.jpg: none drawn
+    with pytest.raises(ValueError, match=(
+            r'The checkpoint .*deploy\.pth does not fit the model of the '
+            r'config .*tiny\.py: The checkpoint is in deploy form .*use the '
+            r'deploy config')):
+        tool.infer(kwargs['config'], str(tiny['ckpts']['deploy']),
+                         str(images), str(tmp_path / 'o'))
+    assert not (tmp_path / 'o').exists()

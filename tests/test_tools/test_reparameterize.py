@@ -1,10 +1,14 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import copy
+import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+from helpers import digest, run
 
 from mmriformer.apis import build_model, load_strict
 from mmriformer.testing import assert_float32_error_within, randomize_
@@ -58,3 +62,56 @@ def test_reparameterize_tool_rejects_other_arch(tmp_path):
     assert proc.returncode != 0
     assert 'unexpected (first: backbone.' in proc.stderr
     assert not (tmp_path / 'out.pth').exists()
+
+
+def load_tool(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reparameterize_never_writes_over_its_input(tiny, tmp_path):
+    tool = load_tool(TOOL)
+    ckpt = tmp_path / 'train.pth'
+    shutil.copy(tiny['ckpts']['good'], ckpt)
+    (tmp_path / 'link.pth').symlink_to(ckpt)
+    mine = tmp_path / 'mine.pth'
+    mine.write_text('my notes')
+    before = {p: digest(p) for p in (ckpt, mine)}
+    # the command line: one line, no traceback
+    proc = run(TOOL, tiny['config'], ckpt, ckpt, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: The output {ckpt} is the input checkpoint {ckpt}; it is not '
+        f'overwritten: give another output path, e.g. '
+        f'{tmp_path}/train_deploy.pth.')
+    for out, message in (
+            (tmp_path / 'link.pth', r'is the input checkpoint'),
+            (mine, r'mine\.pth exists and is not a deploy checkpoint written '
+             r'by this tool; it is not overwritten'),
+            (tmp_path, r'is a folder; give a file path')):
+        with pytest.raises(ValueError, match=message):
+            tool.reparameterize(str(tiny['config']), str(ckpt), str(out))
+    assert {p: digest(p) for p in (ckpt, mine)} == before
+    # its own earlier output is replaced; a missing folder is made
+    out = tmp_path / 'new/deploy.pth'
+    for _ in range(2):
+        tool.reparameterize(str(tiny['config']), str(ckpt), str(out))
+    assert sorted(p.name for p in out.parent.iterdir()) == ['deploy.pth']
+    # missing inputs, a deploy-form input, another arch
+    for args, error, message in (
+            ((tmp_path / 'nope.py', ckpt), FileNotFoundError,
+             r'Config .*nope\.py does not exist'),
+            ((tiny['config'], tmp_path / 'nope.pth'), FileNotFoundError,
+             r'Checkpoint .*nope\.pth can not be found'),
+            ((tiny['config'], tiny['ckpts']['deploy']), ValueError,
+             r'deploy\.pth is already in deploy form; there is nothing to '
+             r'convert'),
+            ((tiny['config'], tiny['ckpts']['wider']), ValueError,
+             r'wider\.pth does not fit the model of the config .*tiny\.py '
+             r'\(17 of other shapes \(first: ')):
+        with pytest.raises(error, match=message):
+            tool.reparameterize(*map(str, args), str(tmp_path / 'x.pth'))
+        assert not (tmp_path / 'x.pth').exists()
+    assert not list(tmp_path.rglob('.*.tmp*'))

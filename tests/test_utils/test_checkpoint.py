@@ -1,18 +1,23 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Checkpoints load with weights_only=True and an allow-list scoped to our
-loaders; anything that would run code is refused before it runs."""
+loaders; anything that would run code is refused before it runs. Files that
+are not checkpoints are named for what they are."""
 import io
 import os
 import pickle
+import zipfile
 from datetime import datetime
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import build, digest
 from mmengine.runner import CheckpointLoader, load_checkpoint
 
 from mmriformer.models import RIFormer
 from mmriformer.utils.checkpoint import (TRUSTED_VARIABLE,
+                                         CheckpointFileError,
                                          UnsafeCheckpointError)
 
 TINY_ARCH = dict(layers=[1, 1, 1, 1], embed_dims=[8, 16, 24, 32])
@@ -129,3 +134,56 @@ def test_numpy_1_pickles_load(tmp_path):
     loaded = CheckpointLoader.load_checkpoint(str(path))['meta']
     assert loaded['best_top1'] == pytest.approx(76.9)
     assert np.array_equal(loaded['hist'], np.arange(3))
+
+
+def not_checkpoints(root, good):
+    """(name, path, message) of files that are not usable checkpoints."""
+    data = good.read_bytes()
+    buffer = io.BytesIO()
+    torch.save({'w': torch.ones(3)}, buffer,
+               _use_new_zipfile_serialization=False)
+    legacy = buffer.getvalue()
+    files = {
+        'truncated.pth': (data[:len(data) // 2],
+                          r'truncated\.pth is truncated or damaged .*save, '
+                          r'copy or download it again'),
+        'legacy_truncated.pth': (legacy[:len(legacy) - 8],
+                                 r'legacy_truncated\.pth is truncated or '
+                                 r'damaged'),
+        'empty.pth': (b'', r'empty\.pth is empty \(0 bytes\)'),
+        'notes.txt': (b'hello, not weights\n',
+                      r"notes\.txt is not a PyTorch checkpoint: it is a "
+                      r"text file starting with 'hello, not weights'; give "
+                      r'the \.pth file that torch\.save or the Runner '
+                      r'wrote'),
+        'page.pth': (b'<!DOCTYPE html><html>404</html>',
+                     r"a text file starting with '<!DOCTYPE html>"),
+        'photo.jpg': (cv2.imencode('.jpg', np.zeros((8, 8, 3),
+                                                    np.uint8))[1].tobytes(),
+                      r'photo\.jpg is not a PyTorch checkpoint: it is a '
+                      r'JPEG image'),
+    }
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, 'w') as zf:
+        zf.writestr('images/a.txt', 'x')
+    files['archive.zip'] = (archive.getvalue(), r'archive\.zip is a zip '
+                            r'archive but not a PyTorch checkpoint')
+    cases = []
+    for name, (content, message) in files.items():
+        (root / name).write_bytes(content)
+        cases.append((name, root / name, message))
+    (root / 'work_dir').mkdir()
+    cases.append(('folder', root / 'work_dir', r'work_dir is a folder, not '
+                  r'a file; give the \.pth file in it'))
+    return cases
+
+
+def test_files_that_are_not_checkpoints(tiny, tmp_path):
+    model = build(tiny['cfg'])
+    for name, path, message in not_checkpoints(tmp_path,
+                                               tiny['ckpts']['good']):
+        before = digest(path) if path.is_file() else None
+        # mmengine's load_checkpoint, as the Runner uses it
+        with pytest.raises(CheckpointFileError, match=message):
+            load_checkpoint(model, str(path), map_location='cpu')
+        assert before is None or digest(path) == before, name

@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""The environment traps named in the README's troubleshooting section."""
+"""The environment traps named in docs/troubleshooting.md."""
 import os
 import pickle
 import subprocess

@@ -1,11 +1,14 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+import copy
 import re
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import build
 from mmengine.config import Config
+from mmengine.runner import Runner
 
 from mmriformer.apis import build_model
 from mmriformer.models import switch_to_deploy
@@ -15,7 +18,7 @@ from mmriformer.testing import (HostSyncError, assert_float64_close,
 
 ROOT = Path(__file__).parents[3]
 CONFIGS = sorted(ROOT.glob('configs/rtdetr_riformer_*.py'))
-# Trainable and frozen parameters of each architecture (the README's table).
+# Trainable and frozen parameters of each architecture (docs/models.md).
 NUM_PARAMS = dict(s12=20410352, s24=31039844, s36=49115980, m36=74274828,
                   m48=91584588)
 
@@ -278,3 +281,59 @@ def test_inference_has_no_host_sync():
     with pytest.raises(HostSyncError):
         with forbid_host_sync():
             model.loss(images, samples)
+
+
+# Config errors of the tiny detector (tests/conftest.py).
+
+
+def test_unknown_type_names_it(tiny):
+    with pytest.raises(KeyError, match='HybridEncoderX is not in the '
+                       'mmdet::model registry. Please check whether the '
+                       'value of `HybridEncoderX` is correct'):
+        build(tiny['cfg'], **{'neck.type': 'HybridEncoderX'})
+
+
+def test_num_classes_differs_from_dataset_classes(tiny, tmp_path):
+    """mmdet's NumClassCheckHook stops the real Runner before training."""
+    cfg = copy.deepcopy(tiny['cfg'])
+    cfg.model.bbox_head.num_classes = 3
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(AssertionError, match=r'The `num_classes` \(3\) in '
+                       r'RTDETRHead of RTDETR does not matches the length of '
+                       r'`classes` 6\) in SyntheticShapesDataset'):
+        runner.train()
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'bbox_head.embed_dims': 16}, r'bbox_head.embed_dims=16 but the '
+     r'decoder works on 32 channels; set bbox_head.embed_dims to 32'),
+    ({'decoder.layer_cfg.num_levels': 2}, r'decoder.layer_cfg.num_levels=2 '
+     r'but the encoder gives 3 feature levels; set decoder.layer_cfg.'
+     r'num_levels to at least 3'),
+], ids=['head_embed_dims', 'decoder_levels'])
+def test_width_mismatch(tiny, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        build(tiny['cfg'], **overrides)
+
+
+@pytest.mark.parametrize('out_indices, message', [
+    ((2, 4, 7), r'7 is out of range; network positions are 0..6'),
+    ((2, 2, 6), r'must be non-empty with no position repeated'),
+    ((0, 2, 4), r'neck.in_channels=\[16, 24, 32\] but the backbone gives '
+     r"\[8, 16, 24\]; set neck.in_channels to the backbone's out channels"),
+    ((4, 6), r'neck.in_channels=\[16, 24, 32\] but the backbone gives '
+     r'\[24, 32\]'),
+])
+def test_bad_out_indices(tiny, out_indices, message):
+    with pytest.raises(ValueError, match=message):
+        build(tiny['cfg'], **{'backbone.out_indices': out_indices})
+
+
+def test_other_out_indices_of_the_same_widths_work(tiny):
+    """Positions 1, 3, 5 (the downsampling layers) give the widths and
+    strides of 2, 4, 6: a usable model."""
+    model = build(tiny['cfg'], **{'backbone.out_indices': (1, 3, 5)})
+    feats = model.backbone(torch.rand(1, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [(16, 8, 8), (24, 4, 4),
+                                                   (32, 2, 2)]

@@ -13,7 +13,7 @@ from mmengine.logging import MMLogger
 from mmriformer.apis import build_model
 from mmriformer.testing import make_det_samples
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 # config: (v1 config, epochs, stop epoch, backbone lr, sampling). From
 # RT-DETRv2's configs: S (R18) 120 epochs / 1e-4, M* (R34) 120 / 5e-5,
 # M (R50-m) 84 / 1e-5, L (R50) 72 / 1e-5, X (R101) 72 / 1e-6; strong

@@ -8,7 +8,7 @@ from mmriformer.apis import build_model
 from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES
 from mmriformer.models import RIFormer
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def test_mmdet_config_with_custom_imports(tmp_path):

@@ -31,7 +31,7 @@ from mmriformer.apis import build_model
 from mmriformer.testing import (assert_float64_close, official_presnet_state,
                                 randomize_)
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 OFFICIAL_URL = 'https://github.com/lyuwenyu/storage/releases/download/v0.1/'
 MMPRETRAIN_URL = 'https://download.openmmlab.com/mmclassification/'
 # Configs whose backbone must start from a checkpoint (the proof below must
