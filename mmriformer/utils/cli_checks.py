@@ -6,7 +6,8 @@ traceback (or a lost config) later.
 
 :func:`earlier_records` tells the JSON results of an earlier run of a tool
 (``tools/infer.py``, ``tools/analysis_tools/detector_complexity.py``) from
-a file of someone else's, which a tool does not write over."""
+a file of someone else's, which a tool does not write over.
+:func:`check_output_file` refuses a tool's output path before the work."""
 import argparse
 import json
 import os.path as osp
@@ -115,3 +116,27 @@ def earlier_records(path: str, keys: Iterable[str]) -> Optional[List[dict]]:
             isinstance(r, dict) and set(keys) <= set(r) for r in content):
         return content
     return None
+
+
+def check_output_file(path: str, force: bool = False) -> None:
+    """Check, before a tool does its work, that it may write ``path``.
+
+    Args:
+        path (str): The file the tool will write.
+        force (bool): Whether an existing file may be replaced (the tool's
+            ``--force``). Defaults to False.
+
+    Raises:
+        ValueError: ``path`` is a folder, its folder does not exist, or it
+            exists and ``force`` is False; the message names the fix.
+    """
+    folder = osp.dirname(osp.abspath(path))
+    if osp.isdir(path):
+        raise ValueError(f'{path} is a folder; give the path of the file '
+                         f'to write.')
+    if not osp.isdir(folder):
+        raise ValueError(f'The folder {folder} of {path} does not exist; '
+                         f'create it or give another path.')
+    if osp.exists(path) and not force:
+        raise ValueError(f'{path} exists and is not replaced; give another '
+                         f'path, or --force to replace it.')

@@ -264,6 +264,29 @@ def test_cli_error(tmp_path, monkeypatch):
     assert not out.exists()
 
 
+def test_cli_refuses_outputs_before_the_work(exported, tmp_path):
+    checkpoint, images, onnx_file = exported
+    other = tmp_path / 'other.onnx'
+    other.write_text('kept')
+    missing_folder = str(tmp_path / 'missing' / 'out.onnx')
+    export = [sys.executable, str(EXPORT), CONFIG, checkpoint]
+    quantize = [sys.executable, str(QUANTIZE), onnx_file]
+    calibration = ['--calibration-images', str(images)]
+    for command, message in (
+            (export + [str(other)], 'exists and is not replaced'),
+            (export + [missing_folder], 'does not exist; create it'),
+            (quantize + [str(other)] + calibration,
+             'exists and is not replaced'),
+            (quantize + [missing_folder] + calibration,
+             'does not exist; create it')):
+        proc = subprocess.run(command, capture_output=True, text=True)
+        assert proc.returncode != 0 and message in proc.stderr
+        # Refused before the work: nothing was written.
+        assert 'Wrote' not in proc.stdout
+    assert other.read_text() == 'kept'
+    assert not (tmp_path / 'missing').exists()
+
+
 @pytest.fixture(scope='module')
 def quantized(exported):
     """The export quantised to INT8 by the CLI, calibrated on the three

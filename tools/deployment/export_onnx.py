@@ -13,7 +13,8 @@ train-form config) is folded after loading; a deploy-form one needs the
 deploy config. Unless ``--no-verify``, onnxruntime then runs the file on
 real images (``--verify-images``, or a few generated shapes) and its
 detections must match PyTorch's: scores to 1e-4, boxes to 0.1 px, labels
-equal; otherwise the tool exits with an error.
+equal; otherwise the tool exits with an error. An existing OUT is replaced
+only with ``--force``.
 
 Example::
 
@@ -36,6 +37,7 @@ from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.deployment import (DeployedDetector, config_input_size,
                                    export_onnx, load_detector, read_image,
                                    verify_onnx)
+from mmriformer.utils.cli_checks import check_output_file
 
 
 def verification_images(paths: Optional[Sequence[str]]) -> List[np.ndarray]:
@@ -75,6 +77,8 @@ def parse_args() -> argparse.Namespace:
                         help='skip the onnxruntime check')
     parser.add_argument('--verify-images', nargs='+', metavar='IMAGE',
                         help='images for the check (default: 3 generated)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace OUT if it exists')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. '
@@ -85,6 +89,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     try:
+        check_output_file(args.out, args.force)
         model, cfg, dataset_meta = load_detector(
             args.config, args.checkpoint, args.cfg_options)
         size = tuple(args.size or config_input_size(cfg))

@@ -20,6 +20,7 @@ import os.path as osp
 import sys
 
 from mmriformer.deployment import quantize_int8, read_image
+from mmriformer.utils.cli_checks import check_output_file
 from mmriformer.utils.image_files import find_images
 
 
@@ -34,6 +35,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--max-images', type=int, default=64,
         help='calibrate on the first N images, sorted by name (default 64)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace OUT if it exists')
     return parser.parse_args()
 
 
@@ -46,6 +49,7 @@ def main() -> None:
         if osp.abspath(args.out) == osp.abspath(args.model):
             raise ValueError(f'{args.out} is the input file; give another '
                              f'path for the INT8 file')
+        check_output_file(args.out, args.force)
         paths = find_images(args.calibration_images)[:args.max_images]
         quantize_int8(args.model, args.out,
                       [read_image(path) for path in paths])
