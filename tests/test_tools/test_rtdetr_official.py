@@ -382,6 +382,13 @@ def test_tool_converts_an_official_backbone_file(tmp_path):
         proc.stderr and 'converted keys are not in rtdetr_r18vd.py' in \
         proc.stderr, proc.stderr
     assert not (tmp_path / 'x.pth').exists()
+    # An existing output is replaced only with --force.
+    before = out.read_bytes()
+    proc = run_tool(src, out)
+    assert proc.returncode != 0
+    assert 'exists and is not replaced' in proc.stderr, proc.stderr
+    assert out.read_bytes() == before
+    assert run_tool(src, out, '--force').returncode == 0
 
 
 def test_no_config_for_other_depths(tmp_path):

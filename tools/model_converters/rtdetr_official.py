@@ -35,6 +35,7 @@ import pickle
 import sys
 
 from mmriformer.converters.rtdetr import convert_checkpoint
+from mmriformer.utils.cli_checks import check_output_file
 
 
 def parse_args():
@@ -45,6 +46,8 @@ def parse_args():
                         help='HF save_pretrained folder, official '
                         'RT-DETR .pth or official ImageNet PResNet .pth')
     parser.add_argument('out', help='output checkpoint (.pth)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace OUT if it exists')
     parser.add_argument('--config',
                         help='config of the target model (default: the '
                         'baseline configs/rtdetr_r*vd.py of the source depth)')
@@ -54,6 +57,7 @@ def parse_args():
 def main():
     args = parse_args()
     try:
+        check_output_file(args.out, args.force)
         config = convert_checkpoint(args.src, args.out, args.config)
     except (FileNotFoundError, ValueError, pickle.UnpicklingError) as error:
         sys.exit(f'error: {error}')
