@@ -4,8 +4,7 @@
 # official `scales: ~`), and no photometric distortion, zoom-out (Expand)
 # or IoU crop from epoch stop_epoch (0-based) on.
 _base_ = './rtdetr_r18vd.py'
-from mmriformer.utils.rtdetrv2_recipe import \
-    STRONG_AUGMENTS as strong_augments, rtdetrv2_changes  # noqa: E402
+from mmriformer.utils.rtdetrv2_recipe import rtdetrv2_changes  # noqa: E402
 
 max_epochs = 120
 stop_epoch = 117

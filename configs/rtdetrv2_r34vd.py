@@ -4,8 +4,7 @@
 # neither multi-scale batches nor photometric distortion, zoom-out (Expand)
 # or IoU crop. Biases keep v1's exemption from weight decay.
 _base_ = './rtdetr_r34vd.py'
-from mmriformer.utils.rtdetrv2_recipe import \
-    STRONG_AUGMENTS as strong_augments, rtdetrv2_changes  # noqa: E402
+from mmriformer.utils.rtdetrv2_recipe import rtdetrv2_changes  # noqa: E402
 
 max_epochs = 120
 stop_epoch = 117

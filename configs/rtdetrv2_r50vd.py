@@ -4,8 +4,7 @@
 # photometric distortion, zoom-out (Expand) or IoU crop. 72 epochs and
 # backbone lr 1e-5, as v1.
 _base_ = './rtdetr_r50vd.py'
-from mmriformer.utils.rtdetrv2_recipe import \
-    STRONG_AUGMENTS as strong_augments, rtdetrv2_changes  # noqa: E402
+from mmriformer.utils.rtdetrv2_recipe import rtdetrv2_changes  # noqa: E402
 
 stop_epoch = 71
 model, optim_wrapper, custom_hooks = rtdetrv2_changes(_base_, stop_epoch)

@@ -3,8 +3,7 @@
 # layer 3 of 6 at test time, 84 epochs, and the strong augmentation and
 # multi-scale batches stopped from epoch 81.
 _base_ = './rtdetr_r50vd_m.py'
-from mmriformer.utils.rtdetrv2_recipe import \
-    STRONG_AUGMENTS as strong_augments, rtdetrv2_changes  # noqa: E402
+from mmriformer.utils.rtdetrv2_recipe import rtdetrv2_changes  # noqa: E402
 
 max_epochs = 84
 stop_epoch = 81
