@@ -20,7 +20,6 @@ import onnxscript.optimizer
 import torch
 from mmdet.registry import DATASETS
 from mmdet.structures import DetDataSample
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from torch import Tensor, nn
@@ -77,9 +76,8 @@ class DeployedDetector(nn.Module):
     own (mean 0, std 255) is exactly that input and adds no operator;
     another normalisation (e.g. ImageNet's mean and std for a RIFormer
     backbone) becomes one multiply and one subtract per channel
-    (:func:`pixel_normalisation`). The head's prediction (top-k of the
-    sigmoid scores over queries x classes, boxes clipped to the image) runs
-    inside, in tensor operations only.
+    (:func:`pixel_normalisation`). The head's own selection
+    (:meth:`RTDETRHead.select_detections`, as in ``predict``) runs inside.
 
     Args:
         detector (nn.Module): An :class:`~mmriformer.models.RTDETR` in eval
@@ -89,11 +87,6 @@ class DeployedDetector(nn.Module):
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         self.detector = detector
-        head = detector.bbox_head
-        self.num_classes = head.num_classes
-        # mmdet's DETR head keeps as many detections as queries by default.
-        self.max_per_img = head.test_cfg.get('max_per_img',
-                                             detector.num_queries)
         scale, shift = pixel_normalisation(detector.data_preprocessor)
         self.identity_normalisation = bool((scale == 1).all()
                                            and (shift == 0).all())
@@ -123,15 +116,11 @@ class DeployedDetector(nn.Module):
         """
         outputs = self.detector.forward_transformer(
             self.detector.extract_feat(self.normalise(images)))
-        logits = outputs['all_layers_cls_scores'][-1]
-        boxes = outputs['all_layers_bbox_preds'][-1]
-        scores, index = logits.sigmoid().flatten(1).topk(
-            self.max_per_img, dim=1)
-        labels = index % self.num_classes
-        boxes = boxes.gather(
-            1, (index // self.num_classes)[..., None].expand(-1, -1, 4))
+        labels, boxes, scores = self.detector.bbox_head.select_detections(
+            outputs['all_layers_cls_scores'][-1],
+            outputs['all_layers_bbox_preds'][-1])
         scale = orig_target_sizes.to(boxes.dtype).repeat(1, 2)[:, None]
-        boxes = bbox_cxcywh_to_xyxy(boxes).clamp(0, 1) * scale
+        boxes = boxes * scale
         return labels, boxes, scores
 
 

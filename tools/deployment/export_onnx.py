@@ -104,8 +104,7 @@ def main() -> None:
                     args.dynamic_batch, args.opset, args.simplify)
         print(f'Wrote {args.out} ({osp.getsize(args.out) / 2**20:.1f} MiB, '
               f'opset {args.opset}, input {size[0]}x{size[1]}, batch '
-              f'{"dynamic" if args.dynamic_batch else 1}, '
-              f'{deployed.max_per_img} detections per image)')
+              f'{"dynamic" if args.dynamic_batch else 1})')
         if images is not None:
             diffs = verify_onnx(deployed, args.out, images)
             print(f'onnxruntime matches PyTorch on {len(images)} images: '

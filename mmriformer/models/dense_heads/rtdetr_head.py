@@ -8,10 +8,11 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmdet.utils import InstanceList, reduce_mean
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..losses import RTDETRVarifocalLoss
-from ..utils import at_least_float32
+from ..utils import at_least_float32, topk_detections
 
 
 @MODELS.register_module()
@@ -114,6 +115,63 @@ class RTDETRHead(DINOHead):
             at_least_float32(all_layers_cls_scores),
             at_least_float32(all_layers_bbox_preds), batch_img_metas,
             rescale)
+
+    def select_detections(self, cls_logits: Tensor,
+                          bbox_preds: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The top ``test_cfg.max_per_img`` detections of each image (one
+        per query by default, as mmdet's DETR heads), batched.
+
+        :meth:`predict_by_feat` and the ONNX export
+        (:class:`~mmriformer.deployment.DeployedDetector`) both select
+        through this, so the two cannot drift.
+
+        Args:
+            cls_logits (Tensor): Class logits, (N, Q, num_classes).
+            bbox_preds (Tensor): Normalised (cx, cy, w, h), (N, Q, 4).
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: See :func:`topk_detections`.
+        """
+        num_keep = self.test_cfg.get('max_per_img', cls_logits.shape[1])
+        return topk_detections(cls_logits, bbox_preds, num_keep)
+
+    def predict_by_feat(self,
+                        all_layers_cls_scores: Tensor,
+                        all_layers_bbox_preds: Tensor,
+                        batch_img_metas: List[dict],
+                        rescale: bool = True) -> InstanceList:
+        """Detections of the last decoder layer, in image pixels.
+
+        The selection is :meth:`select_detections`.
+
+        Args:
+            all_layers_cls_scores (Tensor): (num_layers, N, Q, num_classes).
+            all_layers_bbox_preds (Tensor): Normalised (cx, cy, w, h),
+                (num_layers, N, Q, 4).
+            batch_img_metas (list[dict]): Image metas with ``img_shape``
+                and, to rescale, ``scale_factor``.
+            rescale (bool): Return boxes in original image pixels rather
+                than in the network input's.
+
+        Returns:
+            list[InstanceData]: ``scores`` (K,), ``labels`` (K,) and
+            ``bboxes`` (K, 4) as (x1, y1, x2, y2) of each image.
+        """
+        labels, boxes, scores = self.select_detections(
+            all_layers_cls_scores[-1], all_layers_bbox_preds[-1])
+        results = []
+        for img_labels, img_boxes, img_scores, meta in zip(
+                labels, boxes, scores, batch_img_metas):
+            height, width = meta['img_shape']
+            img_boxes = img_boxes * img_boxes.new_tensor(
+                [width, height, width, height])
+            if rescale:
+                img_boxes = img_boxes / img_boxes.new_tensor(
+                    meta['scale_factor']).repeat(2)
+            results.append(
+                InstanceData(
+                    bboxes=img_boxes, scores=img_scores, labels=img_labels))
+        return results
 
     @staticmethod
     def split_outputs(all_layers_cls_scores: Tensor,
