@@ -34,10 +34,11 @@ class FlatCosineLR(LRSchedulerMixin, _ParamScheduler):
     In configs, give ``flat_epoch``, ``no_aug_epoch`` and ``end`` (the
     number of training epochs) in epochs with ``convert_to_iter_based=True``;
     :meth:`build_iter_from_epoch` converts them with the dataloader's length
-    as DEIM does (``int(epochs * iters_per_epoch)``). mmengine's own
-    schedulers cannot be composed into this: the warm-up and cosine ones are
-    recursive, so they round differently, and none of them sets the constant
-    tail or step 0.
+    as DEIM does (``int(epochs * iters_per_epoch)``). mmengine's and
+    mmdet's schedulers cannot be composed into this exactly: their quadratic
+    warm-up and cosine are recursive, so their floats differ from DEIM's
+    (by about 1e-15 relative), and none gives steps 0 and 1
+    (``base / warmup_iter``, then 0).
 
     Args:
         optimizer (Optimizer or OptimWrapper): Wrapped optimizer.
@@ -120,17 +121,14 @@ class FlatCosineLR(LRSchedulerMixin, _ParamScheduler):
             no_aug_epoch (float): Epochs at the minimum lr at the end.
             begin (float): Epoch at which the schedule starts.
             end (float): Epoch at which it ends (the number of epochs).
-            by_epoch (bool): Must be True: these counts are in epochs.
+            by_epoch (bool): True: these counts are in epochs (mmengine's
+                builder converts only such configs).
             epoch_length (int): Iterations per epoch (given by the Runner).
             *args, **kwargs: The other arguments of :class:`FlatCosineLR`.
 
         Returns:
             FlatCosineLR: The iteration-based scheduler.
         """
-        if not by_epoch:
-            raise ValueError(
-                'FlatCosineLR with convert_to_iter_based=True takes epochs: '
-                'drop by_epoch=False.')
         return cls(
             *args,
             flat_iter=int(flat_epoch * epoch_length),
