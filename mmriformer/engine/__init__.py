@@ -2,7 +2,9 @@
 from .hooks import ReseedHook
 from .optimizers import (AutocastOptimWrapper,
                          DecayPolicyOptimWrapperConstructor)
+from .schedulers import FlatCosineLR
 
 __all__ = [
-    'ReseedHook', 'AutocastOptimWrapper', 'DecayPolicyOptimWrapperConstructor'
+    'ReseedHook', 'AutocastOptimWrapper', 'DecayPolicyOptimWrapperConstructor',
+    'FlatCosineLR'
 ]
