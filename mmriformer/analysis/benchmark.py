@@ -617,9 +617,11 @@ def format_table(rows: List[dict]) -> str:
                           r['size']))
         speedup = '' if r.get('peer') or peer is None else \
             f'{peer["median_ms"] / r["median_ms"]:.2f}x'
-        backend = r['backend'] + (' (compiled)' if r.get('compiled') else
-                                  '') + \
-            (' (CUDA graph)' if r.get('cuda_graphs') else '')
+        backend = r['backend']
+        if r.get('compiled'):
+            backend += ' (compiled)'
+        if r.get('cuda_graphs'):
+            backend += ' (CUDA graph)'
         lines.append((r['model'] + (' [peer]' if r.get('peer') else ''),
                       backend, r['device'], r['dtype'], str(r['batch_size']),
                       str(r['size']), f'{r["median_ms"]:.1f}',
