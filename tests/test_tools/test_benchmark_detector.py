@@ -18,11 +18,17 @@ def test_cli_table_json_and_errors(tmp_path):
     assert 'error: --backends onnxruntime cannot run: the ONNX export is ' \
         'float32.' in refused.stderr
 
+    peer = tmp_path / 'peer.json'
+    peer.write_text(json.dumps([dict(
+        model='peer', backend='pytorch', device='cpu', dtype='fp32',
+        batch_size=1, size=96, median_ms=1e4, p90_ms=1e4,
+        images_per_s=1e-4)]))
     out = tmp_path / 'bench.json'
     done = run(TOOL, CONFIG, '--backends', 'pytorch-train', 'pytorch-deploy',
-               '--sizes', 96, '--warmup', 0, '--repeats', 1, '--out', out,
-               cwd=ROOT)
+               '--sizes', 96, '--warmup', 0, '--repeats', 1, '--peer-json',
+               peer, '--out', out, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert 'pytorch-deploy' in done.stdout and f'Wrote {out}' in done.stdout
+    assert 'pytorch-deploy' in done.stdout and 'peer [peer]' in done.stdout
+    assert f'Wrote {out}' in done.stdout
     rows = json.loads(out.read_text())
     assert [r['backend'] for r in rows] == ['pytorch-train', 'pytorch-deploy']
