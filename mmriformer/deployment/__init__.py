@@ -1,6 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""ONNX export of the deploy forms, an onnxruntime backend, its INT8 form
-and its evaluation."""
+"""ONNX export of the deploy forms, an onnxruntime backend, INT8
+quantisation of an export and its evaluation."""
 from .detections import compare_detections
 from .evaluation import evaluate_onnx
 from .onnx_export import (DeployedDetector, config_input_size, export_onnx,

@@ -61,7 +61,7 @@ class ImageCalibration(CalibrationDataReader):
 
 def quantize_int8(model: str, out: str,
                   calibration_images: Sequence[np.ndarray]) -> str:
-    """Write the static INT8 form of an exported detector.
+    """Write a static INT8 quantisation of an exported detector.
 
     Args:
         model (str): ONNX file written by

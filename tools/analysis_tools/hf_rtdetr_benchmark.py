@@ -15,8 +15,8 @@ Each timed call is what ``benchmark_detector.py`` times of ours: random
 ``[0, 1]`` RGB images to the top-k detections of each image (the model,
 eager, then HF's ``post_process_object_detection``). Warm-up calls first,
 then the median and 90th percentile of the timed calls. The JSON written
-with ``--out`` is a list of rows in ``benchmark_detector.py``'s schema, for
-its ``--peer-json``.
+with ``--out`` is a list of rows in ``benchmark_detector.py``'s schema
+(:data:`mmriformer.analysis.ROW_KEYS`), for its ``--peer-json``.
 
 Example (2 CPU cores, then ours beside it)::
 
@@ -40,6 +40,8 @@ from contextlib import nullcontext
 
 import torch
 
+# By path: importing it as mmriformer.testing.hf_rtdetr_oracle would run
+# mmriformer/__init__.py, which imports mmdet, and this venv has no mmdet.
 ORACLE = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..',
                   'mmriformer', 'testing', 'hf_rtdetr_oracle.py')
 DTYPES = {
@@ -78,8 +80,8 @@ def parse_args() -> argparse.Namespace:
 
 def summarize(times_s: list, batch_size: int) -> dict:
     """Median and 90th percentile (nearest rank) latency in ms, and
-    images/s; as ``benchmark_detector.summarize``, which this environment
-    cannot import."""
+    images/s; as :func:`mmriformer.analysis.benchmark.summarize`, which
+    this environment cannot import."""
     ms = sorted(t * 1e3 for t in times_s)
     median = statistics.median(ms)
     return dict(median_ms=median, p90_ms=ms[math.ceil(0.9 * len(ms)) - 1],
@@ -135,7 +137,7 @@ def main() -> None:
                 if cuda:
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - start)
-            row = dict(model=f'hf_rtdetr_{args.variant}', form='eager',
+            row = dict(model=f'hf_rtdetr_{args.variant}', backend='pytorch',
                        device=args.device, dtype=args.dtype,
                        batch_size=batch_size, size=size, seed=args.seed,
                        warmup=args.warmup, environment=env,

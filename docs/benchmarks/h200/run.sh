@@ -56,8 +56,8 @@ BENCH="python3 tools/analysis_tools/benchmark_detector.py --device cuda --sizes 
 S12=configs/rtdetr_riformer_s12.py
 S24=configs/rtdetr_riformer_s24.py
 (
-  step 300 $BENCH $S12 --forms deploy --compile --dtype fp16 --batch-sizes 1 16 --warmup 1 --repeats 1
-  step 200 $BENCH $S12 --forms deploy --compile --dtype fp32 --batch-sizes 1 --warmup 1 --repeats 1
+  step 300 $BENCH $S12 --backends pytorch-deploy --compile --dtype fp16 --batch-sizes 1 16 --warmup 1 --repeats 1
+  step 200 $BENCH $S12 --backends pytorch-deploy --compile --dtype fp32 --batch-sizes 1 --warmup 1 --repeats 1
 ) > "$OUT/precompile.log" 2>&1 &
 PRECOMPILE=$!
 step 330 python3 -m pytest tests/test_e2e/test_cuda.py -n 2 -rA -p no:cacheprovider \
@@ -72,18 +72,18 @@ wait $PRECOMPILE
 tail -5 "$OUT/precompile.log"
 
 # 4. Timed runs, most wanted first.
-step 90 $BENCH $S12 $S24 --forms train deploy --dtype fp16 --batch-sizes 1 16 \
+step 90 $BENCH $S12 $S24 --backends pytorch-train pytorch-deploy --dtype fp16 --batch-sizes 1 16 \
   --peer-json "$OUT/hf_fp16.json" --out "$OUT/eager_fp16.json"
-step 90 $BENCH $S12 $S24 --forms deploy --cuda-graphs --dtype fp16 --batch-sizes 1 16 \
+step 90 $BENCH $S12 $S24 --backends pytorch-deploy --cuda-graphs --dtype fp16 --batch-sizes 1 16 \
   --peer-json "$OUT/hf_fp16.json" --out "$OUT/graphs_fp16.json"
-step 120 $BENCH $S12 --forms deploy --compile --cuda-graphs --dtype fp16 --batch-sizes 1 16 \
+step 120 $BENCH $S12 --backends pytorch-deploy --compile --cuda-graphs --dtype fp16 --batch-sizes 1 16 \
   --peer-json "$OUT/hf_fp16.json" --out "$OUT/compile_graphs_fp16.json"
-step 90 $BENCH $S12 $S24 --forms train deploy --dtype fp32 --batch-sizes 1 \
+step 90 $BENCH $S12 $S24 --backends pytorch-train pytorch-deploy --dtype fp32 --batch-sizes 1 \
   --peer-json "$OUT/hf_fp32.json" --out "$OUT/eager_fp32.json"
-step 60 $BENCH $S12 $S24 --forms deploy --cuda-graphs --dtype fp32 --batch-sizes 1 \
+step 60 $BENCH $S12 $S24 --backends pytorch-deploy --cuda-graphs --dtype fp32 --batch-sizes 1 \
   --peer-json "$OUT/hf_fp32.json" --out "$OUT/graphs_fp32.json"
-step 90 $BENCH $S12 --forms deploy --compile --dtype fp16 --batch-sizes 1 16 \
+step 90 $BENCH $S12 --backends pytorch-deploy --compile --dtype fp16 --batch-sizes 1 16 \
   --peer-json "$OUT/hf_fp16.json" --out "$OUT/compile_fp16.json"
-step 90 $BENCH $S12 --forms deploy --compile --dtype fp32 --batch-sizes 1 \
+step 90 $BENCH $S12 --backends pytorch-deploy --compile --dtype fp32 --batch-sizes 1 \
   --peer-json "$OUT/hf_fp32.json" --out "$OUT/compile_fp32.json"
 stamp 'end'

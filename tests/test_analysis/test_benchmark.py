@@ -1,0 +1,103 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmriformer.analysis import (BACKENDS, ROW_KEYS, BackendMismatch,
+                                 benchmark_config, build_forms,
+                                 check_backends_agree, check_benchmark_paths,
+                                 check_device, format_table, load_peer_rows,
+                                 resolve_backends, torch_runner)
+
+ROOT = Path(__file__).parents[2]
+CONFIG = str(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py')
+# The demo model needs more encoder tokens (144 at 96 px) than queries (100).
+SIZE = 96
+
+
+def test_every_backend_batch_and_size_in_rows_and_table(tmp_path):
+    rows = benchmark_config(CONFIG, list(BACKENDS), sizes=[SIZE],
+                            batch_sizes=[1, 2], warmup=0, repeats=2)
+    assert [(r['backend'], r['batch_size'], r['size']) for r in rows] == [
+        (backend, batch, SIZE) for batch in (1, 2) for backend in BACKENDS
+    ]
+    for row in rows:
+        assert set(ROW_KEYS) <= set(row)
+        assert len(row['times_ms']) == 2
+        assert row['p90_ms'] >= row['median_ms'] > 0
+        assert row['images_per_s'] == pytest.approx(
+            row['batch_size'] * 1e3 / row['median_ms'])
+        assert row['environment']['threads'] == torch.get_num_threads()
+    peer = dict(model='peer', backend='pytorch', device='cpu', dtype='fp32',
+                batch_size=2, size=96, median_ms=1e4, p90_ms=1e4,
+                images_per_s=2e-4)
+    (tmp_path / 'peer.json').write_text(json.dumps([peer]))
+    table = format_table(rows + load_peer_rows(str(tmp_path / 'peer.json')))
+    assert 'peer [peer]' in table and 'images/s' in table
+    # Speed-ups only against the peer's device, dtype, batch and size.
+    speedups = [line.split()[-1] for line in table.splitlines()
+                if line.endswith('x')]
+    assert len(speedups) == len(BACKENDS)
+    # A second run may replace its own results, not another file.
+    (tmp_path / 'bench.json').write_text(json.dumps(rows))
+    check_benchmark_paths([CONFIG], [], str(tmp_path / 'bench.json'))
+    (tmp_path / 'other.json').write_text('{"a": 1}')
+    with pytest.raises(ValueError, match='is not an earlier result'):
+        check_benchmark_paths([CONFIG], [], str(tmp_path / 'other.json'))
+
+
+def test_missing_inputs_and_peer_files_of_another_schema(tmp_path):
+    with pytest.raises(ValueError, match='nope.py does not exist; check'):
+        check_benchmark_paths([str(tmp_path / 'nope.py')], [], None)
+    (tmp_path / 'old.json').write_text(json.dumps([dict(model='peer')]))
+    with pytest.raises(ValueError, match='expected a JSON list of rows with '
+                       'model, backend, device'):
+        load_peer_rows(str(tmp_path / 'old.json'))
+
+
+def test_backends_that_disagree_are_an_error():
+    models = build_forms(CONFIG, ['train', 'deploy'])
+    images = torch.rand(1, 3, SIZE, SIZE)
+    runners = {f'pytorch-{form}': torch_runner(model, 'cpu', 'fp32')
+               for form, model in models.items()}
+    outputs = {name: run(images) for name, run in runners.items()}
+    check_backends_agree(outputs, (SIZE, SIZE))
+    with torch.no_grad():  # a fold that went wrong in one block
+        models['deploy'].backbone.network[2][0].mlp.fc2.bias += 0.5
+    outputs['pytorch-deploy'] = runners['pytorch-deploy'](images)
+    with pytest.raises(BackendMismatch,
+                       match='pytorch-deploy does not predict what '
+                       'pytorch-train predicts on image 0: '):
+        check_backends_agree(outputs, (SIZE, SIZE))
+
+
+@pytest.mark.parametrize('device, cuda_graphs, message', [
+    ('cuda', False, 'CUDA is not available here'),
+    ('cpu', True, '--cuda-graphs needs --device cuda'),
+])
+def test_devices_this_machine_cannot_run(monkeypatch, device, cuda_graphs,
+                                         message):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(ValueError, match=message):
+        check_device(device, cuda_graphs)
+
+
+@pytest.mark.parametrize('backend, dtype', [('onnxruntime', 'bf16'),
+                                            ('onnxruntime-int8', 'fp16')])
+def test_onnxruntime_in_half_precision_is_an_error(backend, dtype):
+    with pytest.raises(ValueError, match=f'--backends {backend} cannot run: '
+                       f'the ONNX export is float32'):
+        resolve_backends([backend], 'cpu', dtype)
+
+
+def test_default_backends():
+    assert resolve_backends(None, 'cpu', 'bf16') == (
+        ['pytorch-train', 'pytorch-deploy'],
+        'onnxruntime left out: the ONNX export is float32.')
+    assert resolve_backends(None, 'cpu', 'fp32') == (
+        ['pytorch-train', 'pytorch-deploy', 'onnxruntime'], None)
+    assert resolve_backends(['onnxruntime', 'pytorch-deploy', 'onnxruntime'],
+                            'cpu', 'fp32') == (
+                                ['onnxruntime', 'pytorch-deploy'], None)
