@@ -10,7 +10,7 @@ from mmdet.structures.bbox import HorizontalBoxes
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from mmriformer.datasets import DEIMMosaic, generate_shapes_dataset
+from mmriformer.datasets import DEIMMosaic
 
 # (height, width) and integer xyxy boxes of four scenes; the image of scene
 # k is black with its boxes filled with COLOURS[k], its labels 10k, 10k+1.
@@ -209,6 +209,16 @@ def test_dataset_source_needs_mix_results():
         DEIMMosaic(use_cache=False)(painted(0))
 
 
+def test_grayscale_images():
+    mosaic = DEIMMosaic(output_size=16, fill_value=0)
+    results = painted(0)
+    results['img'] = results['img'][..., 0]
+    out = mosaic(results)
+    assert out['img'].ndim == 2
+    assert out['img'].shape == out['img_shape']
+    assert out['img'].dtype == np.uint8 and out['img'].max() > 0
+
+
 def test_masks_raise():
     results = painted(0)
     results['gt_masks'] = None
@@ -231,30 +241,17 @@ def test_bad_arguments_raise(kwargs, match):
         DEIMMosaic(**kwargs)
 
 
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    """Six images of synthetic shapes and their dataset arguments."""
-    root = tmp_path_factory.mktemp('shapes')
-    generate_shapes_dataset(str(root), 'train', 6, image_size=48,
-                            min_size=10, max_size=24, seed=1)
-    return dict(type='SyntheticShapesDataset', data_root=str(root) + '/',
-                ann_file='annotations/train.json',
-                data_prefix=dict(img='train/'), num_images=6, image_size=48,
-                min_size=10, max_size=24, seed=1,
-                filter_cfg=dict(filter_empty_gt=False))
-
-
 LOAD = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True)
 ]
 
 
-def test_in_multi_image_mix_dataset(shapes):
-    plain = DATASETS.build(dict(shapes, pipeline=LOAD))
+def test_in_multi_image_mix_dataset(shapes_cfg):
+    plain = DATASETS.build(dict(shapes_cfg, pipeline=LOAD))
     dataset = DATASETS.build(
         dict(type='MultiImageMixDataset',
-             dataset=dict(shapes, pipeline=LOAD),
+             dataset=dict(shapes_cfg, pipeline=LOAD),
              pipeline=[
                  dict(type='DEIMMosaic', output_size=32, use_cache=False,
                       translation_range=(0, 0), scaling_range=(1, 1)),
@@ -282,7 +279,7 @@ def test_in_multi_image_mix_dataset(shapes):
                                    resized)
 
 
-def test_cached_in_random_choice_of_a_dataset_pipeline(shapes):
+def test_cached_in_random_choice_of_a_dataset_pipeline(shapes_cfg):
     """DEIM's stage of mosaic or zoom-out and IoU crop, per image."""
     branches = [
         [dict(type='DEIMMosaic', output_size=32, rotation_range=10,
@@ -291,7 +288,7 @@ def test_cached_in_random_choice_of_a_dataset_pipeline(shapes):
          dict(type='RandomIoUCrop', prob=0.8)],
     ]
     dataset = DATASETS.build(
-        dict(shapes, pipeline=LOAD + [
+        dict(shapes_cfg, pipeline=LOAD + [
             dict(type='RandomChoice', transforms=branches, prob=[0.5, 0.5]),
             dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1),
                  keep_empty=False),

@@ -9,7 +9,6 @@ import pytest
 import torch
 from mmdet.registry import DATASETS, HOOKS
 
-from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.utils.deim_recipe import deim_policy
 
 MOSAIC = dict(type='DEIMMosaic', output_size=32, rotation_range=10,
@@ -63,31 +62,18 @@ def test_other_ops():
     assert types(hooks[2]['switch_pipeline']) == types(first)
 
 
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    """Dataset arguments of six images of synthetic shapes."""
-    root = tmp_path_factory.mktemp('shapes')
-    generate_shapes_dataset(str(root), 'train', 6, image_size=48,
-                            min_size=10, max_size=24, seed=1)
-    return dict(type='SyntheticShapesDataset', data_root=str(root) + '/',
-                ann_file='annotations/train.json',
-                data_prefix=dict(img='train/'), num_images=6, image_size=48,
-                min_size=10, max_size=24, seed=1,
-                filter_cfg=dict(filter_empty_gt=False))
-
-
-def run_epochs(shapes, epochs):
+def run_epochs(shapes_cfg, epochs):
     """The pipeline's transform types at each epoch, as hooks switch it.
 
     Args:
-        shapes (dict): Dataset arguments.
+        shapes_cfg (dict): Dataset arguments.
         epochs (Sequence[int]): The epochs the runner goes through.
 
     Returns:
         list[list[str]]: The types per epoch.
     """
     first, hooks = deim_policy(PIPELINE, epochs=(2, 4, 6))
-    dataset = DATASETS.build(dict(shapes, pipeline=first))
+    dataset = DATASETS.build(dict(shapes_cfg, pipeline=first))
     hooks = [HOOKS.build(h) for h in hooks]
     runner = SimpleNamespace(
         train_dataloader=SimpleNamespace(dataset=dataset),
@@ -108,18 +94,18 @@ def run_epochs(shapes, epochs):
     return seen
 
 
-def test_switches_exactly_at_the_epochs(shapes):
+def test_switches_exactly_at_the_epochs(shapes_cfg):
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
-    seen = run_epochs(shapes, range(8))
+    seen = run_epochs(shapes_cfg, range(8))
     assert seen == [OFF] * 2 + [MOSAIC_OR_ZOOM_CROP] * 2 + [NO_MOSAIC] * 2 \
         + [OFF] * 2
 
 
-def test_resume_switches_to_the_stage_of_its_epoch(shapes):
-    assert run_epochs(shapes, [5, 6]) == [NO_MOSAIC, OFF]
-    assert run_epochs(shapes, [3, 4]) == [MOSAIC_OR_ZOOM_CROP, NO_MOSAIC]
+def test_resume_switches_to_the_stage_of_its_epoch(shapes_cfg):
+    assert run_epochs(shapes_cfg, [5, 6]) == [NO_MOSAIC, OFF]
+    assert run_epochs(shapes_cfg, [3, 4]) == [MOSAIC_OR_ZOOM_CROP, NO_MOSAIC]
 
 
 @pytest.mark.parametrize('pipeline, kwargs, match', [

@@ -189,8 +189,9 @@ class DEIMMosaic(BaseTransform):
             self.cache.append(first)
             if len(self.cache) > self.max_cached_images:
                 # The newest entry is the image being transformed: kept.
-                index = random.randint(0, len(self.cache) -
-                                       2) if self.random_pop else 0
+                index = 0
+                if self.random_pop:
+                    index = random.randint(0, len(self.cache) - 2)
                 self.cache.pop(index)
             return random.choices(self.cache, k=NUM_OTHERS)
         mix_results = results.get('mix_results')
@@ -223,9 +224,8 @@ class DEIMMosaic(BaseTransform):
                             self.fill_value,
                             dtype=first['img'].dtype)
         boxes = []
-        for sample, (top, left) in zip(samples, [(0, 0), (0, width),
-                                                 (height, 0),
-                                                 (height, width)]):
+        corners = [(0, 0), (0, width), (height, 0), (height, width)]
+        for sample, (top, left) in zip(samples, corners):
             img = sample['img']
             canvas[:, top:top + img.shape[-2], left:left + img.shape[-1]] = img
             boxes.append(sample['boxes'].as_subclass(torch.Tensor) +
