@@ -48,6 +48,19 @@ def mmdet_scope():
 
 
 @pytest.fixture(scope='session')
+def shapes_cfg(tmp_path_factory):
+    """The dataset arguments of six generated 48 x 48 images of shapes."""
+    root = tmp_path_factory.mktemp('shapes')
+    generate_shapes_dataset(str(root), 'train', 6, image_size=48,
+                            min_size=10, max_size=24, seed=1)
+    return dict(type='SyntheticShapesDataset', data_root=str(root) + '/',
+                ann_file='annotations/train.json',
+                data_prefix=dict(img='train/'), num_images=6, image_size=48,
+                min_size=10, max_size=24, seed=1,
+                filter_cfg=dict(filter_empty_gt=False))
+
+
+@pytest.fixture(scope='session')
 def tiny(tmp_path_factory):
     """A tiny config file (6 shape classes) on a small generated set, and
     checkpoints of it and of models that differ from it: the tiny

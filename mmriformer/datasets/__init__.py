@@ -2,10 +2,11 @@
 from .coco import CheckedCocoDataset, skip_reason
 from .synthetic_shapes import (ShapesSettings, SyntheticShapesDataset,
                                generate_shapes_dataset)
-from .transforms import RandomIoUCrop, RandomPhotometricDistort
+from .transforms import (DEIMBatchMixUp, DEIMMosaic, RandomIoUCrop,
+                         RandomPhotometricDistort)
 
 __all__ = [
     'CheckedCocoDataset', 'skip_reason', 'ShapesSettings',
-    'SyntheticShapesDataset', 'generate_shapes_dataset', 'RandomIoUCrop',
-    'RandomPhotometricDistort'
+    'SyntheticShapesDataset', 'generate_shapes_dataset', 'DEIMBatchMixUp',
+    'DEIMMosaic', 'RandomIoUCrop', 'RandomPhotometricDistort'
 ]
