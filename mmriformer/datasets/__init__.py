@@ -2,11 +2,10 @@
 from .coco import CheckedCocoDataset, skip_reason
 from .synthetic_shapes import (ShapesSettings, SyntheticShapesDataset,
                                generate_shapes_dataset)
-from .transforms import (DEIMBatchMixUp, DEIMMosaic, RandomIoUCrop,
-                         RandomPhotometricDistort)
+from .transforms import DEIMMosaic, RandomIoUCrop, RandomPhotometricDistort
 
 __all__ = [
     'CheckedCocoDataset', 'skip_reason', 'ShapesSettings',
-    'SyntheticShapesDataset', 'generate_shapes_dataset', 'DEIMBatchMixUp',
-    'DEIMMosaic', 'RandomIoUCrop', 'RandomPhotometricDistort'
+    'SyntheticShapesDataset', 'generate_shapes_dataset', 'DEIMMosaic',
+    'RandomIoUCrop', 'RandomPhotometricDistort'
 ]

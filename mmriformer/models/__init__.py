@@ -1,7 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .backbones import PResNet, RIFormer
 from .classifiers import ModuleImitationClassifier
-from .data_preprocessors import BatchRandomChoiceResize
+from .data_preprocessors import BatchRandomChoiceResize, DEIMBatchMixUp
 from .dense_heads import RTDETRHead
 from .detectors import RTDETR
 from .layers import LayerNorm2d, RIFormerBlock
@@ -10,7 +10,7 @@ from .necks import HybridEncoder
 from .utils import switch_to_deploy
 
 __all__ = [
-    'BatchRandomChoiceResize', 'PResNet', 'RIFormer', 'RIFormerBlock',
-    'RTDETRHead', 'RTDETR', 'LayerNorm2d', 'RTDETRVarifocalLoss',
+    'BatchRandomChoiceResize', 'DEIMBatchMixUp', 'PResNet', 'RIFormer',
+    'RIFormerBlock', 'RTDETRHead', 'RTDETR', 'LayerNorm2d', 'RTDETRVarifocalLoss',
     'HybridEncoder', 'ModuleImitationClassifier', 'switch_to_deploy'
 ]

@@ -1,10 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""RT-DETR's torchvision augmentations and DEIM's mosaic and mixup."""
-from .deim_batch_mixup import DEIMBatchMixUp
+"""RT-DETR's torchvision augmentations and DEIM's mosaic."""
 from .deim_mosaic import DEIMMosaic
 from .random_iou_crop import RandomIoUCrop
 from .random_photometric_distort import RandomPhotometricDistort
 
-__all__ = [
-    'DEIMBatchMixUp', 'DEIMMosaic', 'RandomIoUCrop', 'RandomPhotometricDistort'
-]
+__all__ = ['DEIMMosaic', 'RandomIoUCrop', 'RandomPhotometricDistort']

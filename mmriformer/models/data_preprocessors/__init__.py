@@ -1,4 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .batch_random_choice_resize import RTDETR_SCALES, BatchRandomChoiceResize
+from .deim_batch_mixup import DEIMBatchMixUp
 
-__all__ = ['BatchRandomChoiceResize', 'RTDETR_SCALES']
+__all__ = ['BatchRandomChoiceResize', 'DEIMBatchMixUp', 'RTDETR_SCALES']

@@ -10,7 +10,7 @@ from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.logging import MessageHub
 from mmengine.structures import InstanceData
 
-from mmriformer.datasets import DEIMBatchMixUp
+from mmriformer.models import DEIMBatchMixUp
 
 # Integer xyxy boxes of three 40 x 48 images; image k is 0 but for its
 # boxes, which are 1 (labels 10k, 10k+1, ...).
