@@ -5,12 +5,13 @@ from .data_preprocessors import BatchRandomChoiceResize
 from .dense_heads import RTDETRHead
 from .detectors import RTDETR
 from .layers import LayerNorm2d, RIFormerBlock
-from .losses import RTDETRVarifocalLoss
+from .losses import MatchabilityAwareLoss, RTDETRVarifocalLoss
 from .necks import HybridEncoder
 from .utils import switch_to_deploy
 
 __all__ = [
     'BatchRandomChoiceResize', 'PResNet', 'RIFormer', 'RIFormerBlock',
     'RTDETRHead', 'RTDETR', 'LayerNorm2d', 'RTDETRVarifocalLoss',
-    'HybridEncoder', 'ModuleImitationClassifier', 'switch_to_deploy'
+    'MatchabilityAwareLoss', 'HybridEncoder', 'ModuleImitationClassifier',
+    'switch_to_deploy'
 ]
