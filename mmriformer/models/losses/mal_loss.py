@@ -2,9 +2,10 @@
 from typing import Optional
 
 import torch.nn.functional as F
-from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
-from torch import Tensor, nn
+from torch import Tensor
+
+from .iou_aware_loss import IoUAwareClassificationLoss
 
 
 def matchability_aware_loss(pred: Tensor,
@@ -62,7 +63,7 @@ def matchability_aware_loss(pred: Tensor,
 
 
 @MODELS.register_module()
-class MatchabilityAwareLoss(nn.Module):
+class MatchabilityAwareLoss(IoUAwareClassificationLoss):
     """Matchability-Aware Loss of DEIM (CVPR 2025), a replacement for
     RT-DETR's varifocal loss.
 
@@ -71,8 +72,8 @@ class MatchabilityAwareLoss(nn.Module):
     ``avg_factor=num_boxes`` here. DEIM's RT-DETRv2 configs use
     ``gamma=1.5``, no ``mal_alpha`` (``alpha=1.0``) and loss weight 1.
 
-    The loss needs the matched class slots (``positive``) and the IoU of
-    each matched box, which :class:`RTDETRHead` passes; heads that pass
+    :meth:`forward` needs ``positive``, the matched class slots, and an
+    IoU-valued target, which :class:`RTDETRHead` passes; heads that pass
     class labels cannot use it.
 
     Args:
@@ -80,7 +81,7 @@ class MatchabilityAwareLoss(nn.Module):
             DETR heads read it to size the classifier. Defaults to True.
         alpha (float): Weight of the negative slots. Defaults to 1.0.
         gamma (float): Exponent of the IoU target and of the negative
-            slots' focal term. Defaults to 1.5.
+            slots' focal term; must be positive. Defaults to 1.5.
         reduction (str): One of ``'none'``, ``'mean'`` and ``'sum'``.
             Defaults to ``'mean'``.
         loss_weight (float): Weight of the loss. Defaults to 1.0.
@@ -92,60 +93,18 @@ class MatchabilityAwareLoss(nn.Module):
                  gamma: float = 1.5,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
-        if not use_sigmoid:
-            raise ValueError(
-                'MatchabilityAwareLoss only supports use_sigmoid=True')
         if gamma <= 0:
             raise ValueError(f'MatchabilityAwareLoss needs gamma > 0, got '
                              f'{gamma}; DEIM uses 1.5')
-        if reduction not in ('none', 'mean', 'sum'):
-            raise ValueError(f'Unknown reduction {reduction!r}')
-        self.use_sigmoid = use_sigmoid
-        self.alpha = alpha
-        self.gamma = gamma
-        self.reduction = reduction
-        self.loss_weight = loss_weight
+        super().__init__(use_sigmoid, alpha, gamma, reduction, loss_weight)
 
-    def forward(self,
-                pred: Tensor,
-                target: Tensor,
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None,
-                positive: Optional[Tensor] = None) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            pred (Tensor): Classification logits of shape (N, C).
-            target (Tensor): IoU-valued soft one-hot targets of shape
-                (N, C).
-            weight (Tensor, optional): Elementwise weight of shape (N, C),
-                or per-sample weight of shape (N, ). Defaults to None.
-            avg_factor (float, optional): With ``reduction='mean'``, the
-                loss sum is divided by it instead of the element count.
-                Defaults to None.
-            reduction_override (str, optional): Overrides
-                ``self.reduction``. Defaults to None.
-            positive (Tensor): Boolean mask of shape (N, C) of the matched
-                class slots; required (None is refused with an error).
-
-        Returns:
-            Tensor: The loss, a scalar unless the reduction is ``'none'``,
-            in which case its shape is (N, C).
-        """
+    def elementwise(self, pred: Tensor, target: Tensor,
+                    positive: Optional[Tensor]) -> Tensor:
+        """See :func:`matchability_aware_loss`; ``positive`` is required."""
         if positive is None:
             raise ValueError(
                 'MatchabilityAwareLoss needs positive, the mask of matched '
                 'class slots, and an IoU-valued target; use it as loss_cls '
                 'of RTDETRHead, which passes both')
-        if reduction_override not in (None, 'none', 'mean', 'sum'):
-            raise ValueError(f'Unknown reduction {reduction_override!r}')
-        reduction = reduction_override or self.reduction
-        if weight is not None and weight.dim() == 1 and pred.dim() == 2:
-            # Per-sample weights, like the label weights of DETR heads.
-            weight = weight[:, None]
-        loss = matchability_aware_loss(pred, target, positive, self.alpha,
+        return matchability_aware_loss(pred, target, positive, self.alpha,
                                        self.gamma)
-        loss = weight_reduce_loss(loss, weight, reduction, avg_factor)
-        return self.loss_weight * loss

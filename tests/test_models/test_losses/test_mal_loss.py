@@ -16,7 +16,8 @@ from mmriformer.models.losses import (MatchabilityAwareLoss,
                                       matchability_aware_loss, varifocal_loss)
 from mmriformer.testing import EPS32, assert_float64_close, make_det_samples
 
-BASE_MODEL = Path(__file__).parents[3] / 'configs/_base_/models/rtdetr_riformer.py'
+ROOT = Path(__file__).parents[3]
+BASE_MODEL = ROOT / 'configs/_base_/models/rtdetr_riformer.py'
 
 # Everything runs in float64 against float64 Python-float references; BCE-
 # with-logits and log-of-sigmoid round differently by ~1e-15 of the loss
