@@ -52,8 +52,8 @@ def matchability_aware_loss(pred: Tensor,
             f'{tuple(pred.shape)}, target {tuple(target.shape)} and positive '
             f'{tuple(positive.shape)}')
     if gamma <= 0:
-        raise ValueError(f'gamma must be positive, got {gamma}: with 0, '
-                         f'every slot would get the target IoU ** 0 = 1')
+        raise ValueError(f'gamma must be positive, got {gamma}: at 0 the '
+                         f'target no longer depends on the IoU')
     positive = positive.bool().type_as(pred)
     score = target.detach().type_as(pred).pow(gamma) * positive
     weight = alpha * pred.detach().sigmoid().pow(gamma) * (1 - positive) + \
@@ -95,7 +95,8 @@ class MatchabilityAwareLoss(IoUAwareClassificationLoss):
                  loss_weight: float = 1.0) -> None:
         if gamma <= 0:
             raise ValueError(f'MatchabilityAwareLoss needs gamma > 0, got '
-                             f'{gamma}; DEIM uses 1.5')
+                             f'{gamma}: at 0 the target no longer depends on '
+                             f'the IoU; DEIM uses 1.5')
         super().__init__(use_sigmoid, alpha, gamma, reduction, loss_weight)
 
     def elementwise(self, pred: Tensor, target: Tensor,

@@ -253,8 +253,10 @@ def test_gradient_through_neither_weight_nor_target():
 
 def test_bad_input():
     pred, target, positive = make_inputs()
+    # Called as mmdet's DETR heads call their class loss: labels, no mask.
+    labels, label_weights = torch.tensor([0, 1, 2, 3, 0, 4, 4]), torch.ones(7)
     with pytest.raises(ValueError, match='positive.*RTDETRHead'):
-        MatchabilityAwareLoss()(pred, target)
+        MatchabilityAwareLoss()(pred, labels, label_weights, avg_factor=5.)
     with pytest.raises(ValueError, match=r'\(7, 4\).*\(7, 3\)'):
         MatchabilityAwareLoss()(pred, target[:, :3], positive=positive)
     with pytest.raises(ValueError, match=r'positive \(7, 3\)'):
