@@ -118,7 +118,8 @@ def test_gamma_sets_the_target_and_the_negative_weight():
 # Values of DEIM's official loss_labels_mal, EXECUTED once on the inputs
 # below (Intellindust-AI-Lab/DEIM, commit
 # 09d35d53d39ee3145a1e61e3a989b28b9468d1dd, engine/deim/deim_criterion.py).
-# Produced by a scratch script that loads that file with this venv's torch
+# Produced by a scratch script (not kept in this repository) that loads that
+# file with this venv's torch
 # 2.14.1 (only its imports of engine.core's registry and
 # engine.misc.dist_utils stubbed: register as identity, world size 1),
 # builds DEIMCriterion(None, {}, ['mal'], gamma=gamma, num_classes=3,
@@ -282,8 +283,8 @@ def test_tiny_detector_trains_with_mal(tiny):
         'bbox_head.loss_cls': dict(type='MatchabilityAwareLoss', gamma=1.5)
     }).train()
     assert isinstance(model.bbox_head.loss_cls, MatchabilityAwareLoss)
-    images = torch.rand(2, 3, 64, 64, generator=torch.Generator()
-                        .manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 64, 64, generator=gen)
     samples = make_det_samples([(64, 64)] * 2,
                                [[[4, 6, 30, 40], [34, 20, 60, 58]],
                                 [[10, 10, 50, 44]]])
