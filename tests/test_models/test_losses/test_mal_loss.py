@@ -119,13 +119,13 @@ def test_gamma_sets_the_target_and_the_negative_weight():
 # below (Intellindust-AI-Lab/DEIM, commit
 # 09d35d53d39ee3145a1e61e3a989b28b9468d1dd, engine/deim/deim_criterion.py).
 # Produced by a scratch script (not kept in this repository) that loads that
-# file with this venv's torch
-# 2.14.1 (only its imports of engine.core's registry and
-# engine.misc.dist_utils stubbed: register as identity, world size 1),
-# builds DEIMCriterion(None, {}, ['mal'], gamma=gamma, num_classes=3,
-# mal_alpha=mal_alpha) and prints
+# file with this venv's torch 2.14.1 (only its imports of engine.core's
+# registry and engine.misc.dist_utils stubbed: register as identity, world
+# size 1), builds DEIMCriterion(None, {}, ['mal'], gamma=gamma,
+# num_classes=3, mal_alpha=mal_alpha) and prints, in float64,
 # loss_labels_mal(dict(pred_logits=LOGITS, pred_boxes=BOXES), targets,
-# MATCHES, num_boxes=3.0)['loss_mal'] in float64:
+# MATCHES, num_boxes=3.0)['loss_mal'], targets holding GT_LABELS and
+# GT_BOXES:
 #   python run_official_mal.py /path/to/DEIM  (git archive of engine/)
 # Image 0: query 0 sits exactly on gt 0 (IoU 1), query 1 overlaps gt 1 with
 # IoU 7/9; image 1: query 0 is matched to gt 0 but beside it (IoU 0); the
