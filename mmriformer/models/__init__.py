@@ -5,12 +5,19 @@ from .data_preprocessors import BatchRandomChoiceResize, DEIMBatchMixUp
 from .dense_heads import RTDETRHead
 from .detectors import RTDETR
 from .layers import LayerNorm2d, RIFormerBlock
-from .losses import RTDETRVarifocalLoss
+from .losses import MatchabilityAwareLoss, RTDETRVarifocalLoss
 from .necks import HybridEncoder
 from .utils import switch_to_deploy
 
 __all__ = [
+<<<<<<< HEAD
     'BatchRandomChoiceResize', 'DEIMBatchMixUp', 'PResNet', 'RIFormer',
     'RIFormerBlock', 'RTDETRHead', 'RTDETR', 'LayerNorm2d', 'RTDETRVarifocalLoss',
     'HybridEncoder', 'ModuleImitationClassifier', 'switch_to_deploy'
+=======
+    'BatchRandomChoiceResize', 'PResNet', 'RIFormer', 'RIFormerBlock',
+    'RTDETRHead', 'RTDETR', 'LayerNorm2d', 'RTDETRVarifocalLoss',
+    'MatchabilityAwareLoss', 'HybridEncoder', 'ModuleImitationClassifier',
+    'switch_to_deploy'
+>>>>>>> h4
 ]

@@ -11,7 +11,7 @@ from mmdet.utils import InstanceList, reduce_mean
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from ..losses import RTDETRVarifocalLoss
+from ..losses import IoUAwareClassificationLoss
 from ..utils import at_least_float32, topk_detections
 
 
@@ -24,9 +24,10 @@ class RTDETRHead(DINOHead):
     decoder and the detector, so this head receives finished predictions.
     Losses are DINO's families (final layer, ``d{i}.`` per earlier layer,
     ``enc_`` for the selected encoder tokens, ``dn_`` for denoising), with
-    the classification loss made IoU-aware when ``loss_cls`` is
-    :class:`RTDETRVarifocalLoss`: the target of a matched query at its class
-    is the IoU of its box with the ground truth.
+    the classification loss made IoU-aware when ``loss_cls`` is an
+    :class:`IoUAwareClassificationLoss` (:class:`RTDETRVarifocalLoss`, or
+    DEIM's :class:`MatchabilityAwareLoss`): the target of a matched query
+    at its class is the IoU of its box with the ground truth.
 
     Predictions are NMS-free: the top ``test_cfg.max_per_img`` of the
     sigmoid (query x class) scores.
@@ -241,7 +242,7 @@ class RTDETRHead(DINOHead):
             cls_avg_factor = reduce_mean(
                 cls_scores.new_tensor([cls_avg_factor]))
         cls_avg_factor = max(cls_avg_factor, 1)
-        if isinstance(self.loss_cls, RTDETRVarifocalLoss):
+        if isinstance(self.loss_cls, IoUAwareClassificationLoss):
             # One-hot of the matched class (background is dropped), valued
             # by the IoU of the matched box.
             positive = F.one_hot(labels, self.num_classes + 1)

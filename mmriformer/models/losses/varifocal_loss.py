@@ -2,9 +2,10 @@
 from typing import Optional
 
 import torch.nn.functional as F
-from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
-from torch import Tensor, nn
+from torch import Tensor
+
+from .iou_aware_loss import IoUAwareClassificationLoss
 
 
 def varifocal_loss(pred: Tensor,
@@ -55,12 +56,13 @@ def varifocal_loss(pred: Tensor,
 
 
 @MODELS.register_module()
-class RTDETRVarifocalLoss(nn.Module):
+class RTDETRVarifocalLoss(IoUAwareClassificationLoss):
     """Varifocal loss of RT-DETR, with a detached weight.
 
     See :func:`varifocal_loss` for the formula. RT-DETR normalises the sum
     by the number of gt boxes, which is ``reduction='mean'`` with
-    ``avg_factor=num_boxes`` here.
+    ``avg_factor=num_boxes`` here. In :meth:`forward`, ``positive`` defaults
+    to ``target > 0``.
 
     Args:
         use_sigmoid (bool): Must be True; only the sigmoid form exists.
@@ -79,52 +81,9 @@ class RTDETRVarifocalLoss(nn.Module):
                  gamma: float = 2.0,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
-        if not use_sigmoid:
-            raise ValueError(
-                'RTDETRVarifocalLoss only supports use_sigmoid=True')
-        if reduction not in ('none', 'mean', 'sum'):
-            raise ValueError(f'Unknown reduction {reduction!r}')
-        self.use_sigmoid = use_sigmoid
-        self.alpha = alpha
-        self.gamma = gamma
-        self.reduction = reduction
-        self.loss_weight = loss_weight
+        super().__init__(use_sigmoid, alpha, gamma, reduction, loss_weight)
 
-    def forward(self,
-                pred: Tensor,
-                target: Tensor,
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None,
-                positive: Optional[Tensor] = None) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            pred (Tensor): Classification logits of shape (N, C).
-            target (Tensor): IoU-valued soft one-hot targets of shape
-                (N, C).
-            weight (Tensor, optional): Elementwise weight of shape (N, C),
-                or per-sample weight of shape (N, ). Defaults to None.
-            avg_factor (float, optional): With ``reduction='mean'``, the
-                loss sum is divided by it instead of the element count.
-                Defaults to None.
-            reduction_override (str, optional): Overrides
-                ``self.reduction``. Defaults to None.
-            positive (Tensor, optional): Boolean mask of shape (N, C) of
-                the matched class slots; see :func:`varifocal_loss`.
-                Defaults to None, which means ``target > 0``.
-
-        Returns:
-            Tensor: The loss, a scalar unless the reduction is ``'none'``,
-            in which case its shape is (N, C).
-        """
-        if reduction_override not in (None, 'none', 'mean', 'sum'):
-            raise ValueError(f'Unknown reduction {reduction_override!r}')
-        reduction = reduction_override or self.reduction
-        if weight is not None and weight.dim() == 1 and pred.dim() == 2:
-            # Per-sample weights, like the label weights of DETR heads.
-            weight = weight[:, None]
-        loss = varifocal_loss(pred, target, self.alpha, self.gamma, positive)
-        loss = weight_reduce_loss(loss, weight, reduction, avg_factor)
-        return self.loss_weight * loss
+    def elementwise(self, pred: Tensor, target: Tensor,
+                    positive: Optional[Tensor]) -> Tensor:
+        """See :func:`varifocal_loss`."""
+        return varifocal_loss(pred, target, self.alpha, self.gamma, positive)
