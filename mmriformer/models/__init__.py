@@ -10,14 +10,8 @@ from .necks import HybridEncoder
 from .utils import switch_to_deploy
 
 __all__ = [
-<<<<<<< HEAD
     'BatchRandomChoiceResize', 'DEIMBatchMixUp', 'PResNet', 'RIFormer',
-    'RIFormerBlock', 'RTDETRHead', 'RTDETR', 'LayerNorm2d', 'RTDETRVarifocalLoss',
-    'HybridEncoder', 'ModuleImitationClassifier', 'switch_to_deploy'
-=======
-    'BatchRandomChoiceResize', 'PResNet', 'RIFormer', 'RIFormerBlock',
-    'RTDETRHead', 'RTDETR', 'LayerNorm2d', 'RTDETRVarifocalLoss',
-    'MatchabilityAwareLoss', 'HybridEncoder', 'ModuleImitationClassifier',
-    'switch_to_deploy'
->>>>>>> h4
+    'RIFormerBlock', 'RTDETRHead', 'RTDETR', 'LayerNorm2d',
+    'RTDETRVarifocalLoss', 'MatchabilityAwareLoss', 'HybridEncoder',
+    'ModuleImitationClassifier', 'switch_to_deploy'
 ]
