@@ -105,7 +105,7 @@ def shortcut_key(stage: str, block: str, part: str, rest: str, pooled: bool,
     return f'backbone.layer{int(stage) + 1}.{block}.downsample.{index}.{rest}'
 
 
-def reg_branch_key(branch, layer: str, rest: str) -> str:
+def reg_branch_key(branch: Union[int, str], layer: str, rest: str) -> str:
     """Our key of a layer of a box head's MLP.
 
     Args:
