@@ -7,7 +7,7 @@
    weights are the config's initialisation);
 2. loads that checkpoint into a detection backbone (out_indices 2, 4, 6)
    through ``init_cfg=dict(type='Pretrained', prefix='backbone.')``;
-3. re-parameterises the checkpoint (as
+3. reparameterizes the checkpoint (as
    ``tools/model_converters/reparameterize.py`` does) and loads it strictly
    into the deploy config, checking that the logits are unchanged;
 4. benchmarks our train form, mmpretrain's deploy form and our deploy form.
@@ -53,7 +53,7 @@ def main():
     shapes = [tuple(o.shape) for o in backbone(torch.rand(1, 3, 640, 640))]
     print(f'      outputs at 640x640: {shapes}')
 
-    print('[3/4] re-parameterising into the deploy form')
+    print('[3/4] reparameterizing into the deploy form')
     reparameterize(CONFIG, train_ckpt, deploy_ckpt, DEPLOY_CONFIG)
     deployed = build_model(DEPLOY_CONFIG).eval()
     load_strict(deployed, deploy_ckpt, DEPLOY_CONFIG)

@@ -10,7 +10,7 @@
    (``riformer_tiny_shapes_cls.py``) and by module imitation of the teacher
    without labels (``riformer_tiny_distill-poolformer_shapes_cls.py``);
 4. loads the imitating student's checkpoint strictly into the plain
-   classifier config, re-parameterises it and checks that the deploy form's
+   classifier config, reparameterizes it and checks that the deploy form's
    logits equal the train form's (float64);
 5. writes ``summary.json`` (top-1 per epoch, times, the deploy check) and
    ``curves.png`` to ``--work-dir`` and prints the figures.

@@ -75,7 +75,7 @@ say "testing $ckpt (EMA weights); pictures of the predictions go to vis/"
 "${MIM[@]}" test mmdet "$CONFIG" --checkpoint "$ckpt" --work-dir "$WORK/test" \
   --show-dir vis "${TEST_ARGS[@]}" 2>&1 | tee "$WORK/test.log"
 
-say "re-parameterising into the deploy form and testing it"
+say "reparameterizing into the deploy form and testing it"
 "$PY" tools/model_converters/reparameterize.py "$CONFIG" "$ckpt" \
   "$WORK/deploy.pth" --deploy-config "$DEPLOY_CONFIG" "${TRAIN_ARGS[@]}"
 "${MIM[@]}" test mmdet "$DEPLOY_CONFIG" --checkpoint "$WORK/deploy.pth" \

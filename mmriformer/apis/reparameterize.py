@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Re-parameterise a checkpoint: load it into its train-form model, fold
+"""Reparameterize a checkpoint: load it into its train-form model, fold
 the model into its deploy form, check and save the result.
 
 Used by ``tools/model_converters/reparameterize.py`` and

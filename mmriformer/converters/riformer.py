@@ -11,9 +11,9 @@ from typing import Dict
 
 from torch import Tensor
 
-from ..models.utils.reparam import (fold_affine_into_norm,
-                                    fold_norm_affine_into_conv,
-                                    scale_conv_output, scale_norm)
+from ..models.utils.reparameterize import (fold_affine_into_norm,
+                                           fold_norm_affine_into_conv,
+                                           scale_conv_output, scale_norm)
 
 
 # The keys of one RIFormer block in the train form and in mmpretrain's

@@ -169,6 +169,30 @@ def make_image(seed: int = 0) -> torch.Tensor:
     return image.permute(1, 2, 0).contiguous()
 
 
+def layer_name(prefix: str, rest: list, norms: dict) -> tuple:
+    """The official name of a key inside an HF encoder or decoder layer.
+
+    Args:
+        prefix (str): The official layer's prefix, ending with a dot.
+        rest (list[str]): The HF key's parts after the layer index.
+        norms (dict): HF norm names to official ones in this layer.
+
+    Returns:
+        tuple: ``(name, None)``, or ``(name, letter)`` for HF's separate
+        q, k and v projections (``letter`` is ``'q'``, ``'k'`` or ``'v'``),
+        which the official layout stacks into ``name``.
+    """
+    if rest[0] in norms:
+        return prefix + norms[rest[0]] + '.' + rest[-1], None
+    if rest[0] == 'mlp':
+        return prefix + rest[1].replace('fc', 'linear') + '.' + rest[-1], None
+    if rest[0] == 'encoder_attn':
+        return prefix + 'cross_attn.' + '.'.join(rest[1:]), None
+    if rest[1] == 'o_proj':
+        return prefix + 'self_attn.out_proj.' + rest[-1], None
+    return prefix + 'self_attn.in_proj_' + rest[-1], rest[1][0]
+
+
 def official_state(hf_state: dict, version: str) -> dict:
     """The HF weights renamed to lyuwenyu/RT-DETR's layout.
 
@@ -188,7 +212,7 @@ def official_state(hf_state: dict, version: str) -> dict:
     for key, value in hf_state.items():
         k = key[len('model.'):]
         parts = k.split('.')
-        new = None
+        new, letter = None, None
         if k.startswith('backbone.model.embedder.embedder.'):
             idx = int(parts[4])
             kind = 'conv' if parts[5] == 'convolution' else 'norm'
@@ -209,38 +233,17 @@ def official_state(hf_state: dict, version: str) -> dict:
                 else parts[2]
             new = f'encoder.input_proj.{parts[1]}.{kind}.{parts[-1]}'
         elif k.startswith('encoder.aifi.'):
-            prefix = f'encoder.encoder.{parts[2]}.layers.{parts[4]}.'
-            if parts[5] in spec_enc:
-                new = prefix + spec_enc[parts[5]] + '.' + parts[-1]
-            elif parts[5] == 'mlp':
-                new = prefix + parts[6].replace('fc', 'linear') + '.' + \
-                    parts[-1]
-            elif parts[6] == 'o_proj':
-                new = prefix + 'self_attn.out_proj.' + parts[-1]
-            else:
-                qkv.setdefault(prefix + 'self_attn.in_proj_' + parts[-1],
-                               {})[parts[6][0]] = value
-                continue
+            new, letter = layer_name(
+                f'encoder.encoder.{parts[2]}.layers.{parts[4]}.', parts[5:],
+                spec_enc)
         elif k.startswith('encoder.'):
             new = k  # lateral/downsample convs, fpn/pan blocks: same names
         elif k.startswith('decoder_input_proj.'):
             kind = {'0': 'conv', '1': 'norm'}[parts[2]]
             new = f'decoder.input_proj.{parts[1]}.{kind}.{parts[-1]}'
         elif k.startswith('decoder.layers.'):
-            prefix = f'decoder.decoder.layers.{parts[2]}.'
-            if parts[3] in spec_dec:
-                new = prefix + spec_dec[parts[3]] + '.' + parts[-1]
-            elif parts[3] == 'mlp':
-                new = prefix + parts[4].replace('fc', 'linear') + '.' + \
-                    parts[-1]
-            elif parts[3] == 'encoder_attn':
-                new = prefix + 'cross_attn.' + '.'.join(parts[4:])
-            elif parts[4] == 'o_proj':
-                new = prefix + 'self_attn.out_proj.' + parts[-1]
-            else:
-                qkv.setdefault(prefix + 'self_attn.in_proj_' + parts[-1],
-                               {})[parts[4][0]] = value
-                continue
+            new, letter = layer_name(f'decoder.decoder.layers.{parts[2]}.',
+                                     parts[3:], spec_dec)
         elif k.startswith('decoder.query_pos_head.'):
             new = k
         elif k.startswith('decoder.class_embed.'):
@@ -257,7 +260,10 @@ def official_state(hf_state: dict, version: str) -> dict:
             new = 'decoder.' + k
         if new is None:
             raise KeyError(f'no official name for {key}')
-        out[new] = value.clone()
+        if letter:
+            qkv.setdefault(new, {})[letter] = value
+        else:
+            out[new] = value.clone()
     for name, parts in qkv.items():
         out[name] = torch.cat([parts['q'], parts['k'], parts['v']])
     if version == 'v2':

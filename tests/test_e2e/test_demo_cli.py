@@ -3,7 +3,7 @@
 it: its ``--cfg-options`` reach every step (`mim train`, `mim test`, the
 conversion into the deploy form and `mim test` of that form), `mim test` of
 the EMA checkpoint reproduces the mAP training reported, and so does the
-re-parameterised (deploy) checkpoint."""
+deploy checkpoint."""
 import os
 import re
 import subprocess

@@ -7,7 +7,7 @@ Example::
         configs/riformer/riformer-s24_8xb128_in1k.py train.pth deploy.pth \\
         --deploy-config configs/riformer/riformer-s24-deploy_8xb128_in1k.py
 
-Every module with ``switch_to_deploy()`` (RIFormer blocks, re-parameterisable
+Every module with ``switch_to_deploy()`` (RIFormer blocks, reparameterizable
 conv blocks) is folded. ``--deploy-config`` builds the deploy model and loads
 the result strictly, so a mismatch shows here and not at test time.
 
@@ -26,7 +26,7 @@ from mmriformer.apis import reparameterize
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description='Re-parameterise a checkpoint into its deploy form.')
+        description='Reparameterize a checkpoint into its deploy form.')
     parser.add_argument('config', help='config of the trained (train-form) '
                         'model')
     parser.add_argument('checkpoint', help='train-form checkpoint')

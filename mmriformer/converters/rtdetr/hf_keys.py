@@ -9,7 +9,7 @@ import re
 from typing import Dict, List, Optional
 
 from .renaming import (ENCODER_CONV_RULES, QKV, STEM_CONV, Rule, apply_rules,
-                       count_indices, finish, shortcut_key)
+                       count_indices, finish, reg_branch_key, shortcut_key)
 from .sources import StateDict
 
 HF_PART = {'convolution': 'conv', 'normalization': 'norm'}
@@ -82,8 +82,8 @@ def hf_rules(num_layers: int, basic: bool) -> List[Rule]:
          'dn_query_generator.label_embedding.weight'),
         (r'enc_output\.([01])\.(\w+)', r'memory_proj.\1.\2'),
         (r'enc_score_head\.(\w+)', f'bbox_head.cls_branches.{num_layers}.\\1'),
-        (r'enc_bbox_head\.layers\.(\d)\.(\w+)', lambda m:
-         f'bbox_head.reg_branches.{num_layers}.{2 * int(m[1])}.{m[2]}'),
+        (r'enc_bbox_head\.layers\.(\d)\.(\w+)',
+         lambda m: reg_branch_key(num_layers, m[1], m[2])),
         (r'decoder_input_proj\.(\d+)\.0\.weight',
          r'decoder_input_proj.\1.conv.weight'),
         (r'decoder_input_proj\.(\d+)\.1\.(\w+)',
@@ -95,7 +95,7 @@ def hf_rules(num_layers: int, basic: bool) -> List[Rule]:
         (r'decoder\.class_embed\.(\d+)\.(\w+)',
          r'bbox_head.cls_branches.\1.\2'),
         (r'decoder\.bbox_embed\.(\d+)\.layers\.(\d)\.(\w+)',
-         lambda m: f'bbox_head.reg_branches.{m[1]}.{2 * int(m[2])}.{m[3]}'),
+         lambda m: reg_branch_key(m[1], m[2], m[3])),
     ]
 
 
@@ -115,10 +115,7 @@ def hf_to_ours(state: StateDict,
     Raises:
         UnknownLayoutError: A key has no counterpart.
     """
-    state = {
-        k[len('model.'):] if k.startswith('model.') else k: v
-        for k, v in state.items()
-    }
+    state = {k.removeprefix('model.'): v for k, v in state.items()}
     num_layers = count_indices(state, r'decoder\.layers\.(\d+)\.')
     if num_classes is None and 'enc_score_head.weight' in state:
         num_classes = state['enc_score_head.weight'].shape[0]

@@ -5,7 +5,8 @@ import re
 from typing import List, Optional
 
 from .renaming import (DERIVED, ENCODER_CONV_RULES, STEM_CONV, Renamed, Rule,
-                       apply_rules, count_indices, finish, shortcut_key)
+                       apply_rules, count_indices, finish, reg_branch_key,
+                       shortcut_key)
 from .sources import StateDict
 
 
@@ -74,12 +75,12 @@ def official_rules(num_layers: int, basic: bool) -> List[Rule]:
         (r'decoder\.enc_output\.(?:1|norm)\.(\w+)', r'memory_proj.1.\1'),
         (r'decoder\.enc_score_head\.(\w+)',
          f'bbox_head.cls_branches.{num_layers}.\\1'),
-        (r'decoder\.enc_bbox_head\.layers\.(\d)\.(\w+)', lambda m:
-         f'bbox_head.reg_branches.{num_layers}.{2 * int(m[1])}.{m[2]}'),
+        (r'decoder\.enc_bbox_head\.layers\.(\d)\.(\w+)',
+         lambda m: reg_branch_key(num_layers, m[1], m[2])),
         (r'decoder\.dec_score_head\.(\d+)\.(\w+)',
          r'bbox_head.cls_branches.\1.\2'),
         (r'decoder\.dec_bbox_head\.(\d+)\.layers\.(\d)\.(\w+)',
-         lambda m: f'bbox_head.reg_branches.{m[1]}.{2 * int(m[2])}.{m[3]}'),
+         lambda m: reg_branch_key(m[1], m[2], m[3])),
         # Anchors of a fixed eval size (v2 buffers): computed per input here.
         (r'decoder\.(anchors|valid_mask)', DERIVED),
     ]
@@ -99,10 +100,7 @@ def rename_official(state: StateDict) -> Renamed:
     Raises:
         UnknownLayoutError: A key has no counterpart.
     """
-    state = {
-        k[len('module.'):] if k.startswith('module.') else k: v
-        for k, v in state.items()
-    }
+    state = {k.removeprefix('module.'): v for k, v in state.items()}
     num_layers = count_indices(state, r'decoder\.decoder\.layers\.(\d+)\.')
     # Bottleneck blocks have a third conv ('branch2c').
     basic = not any(

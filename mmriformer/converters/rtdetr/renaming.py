@@ -105,6 +105,23 @@ def shortcut_key(stage: str, block: str, part: str, rest: str, pooled: bool,
     return f'backbone.layer{int(stage) + 1}.{block}.downsample.{index}.{rest}'
 
 
+def reg_branch_key(branch: Union[int, str], layer: str, rest: str) -> str:
+    """Our key of a layer of a box head's MLP.
+
+    Args:
+        branch (int | str): The decoder layer's index (the encoder's head
+            comes after the decoder layers).
+        layer (str): The MLP layer's index in the source.
+        rest (str): The parameter name, e.g. ``'weight'``.
+
+    Returns:
+        str: ``bbox_head.reg_branches.{branch}.{2 * layer}.{rest}``.
+    """
+    # Our branches are Sequentials with a ReLU after each Linear but the
+    # last, so MLP layer i is module 2 * i.
+    return f'bbox_head.reg_branches.{branch}.{2 * int(layer)}.{rest}'
+
+
 def count_indices(keys: Iterable[str], pattern: str) -> int:
     """1 + the largest index captured by ``pattern`` (0 if none)."""
     found = [int(m[1]) for m in map(re.compile(pattern).match, keys) if m]

@@ -21,7 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...utils.pretrained import init_pretrained
 from ..layers.riformer_block import RIFormerBlock
 from ..utils.onednn import PackedWeight, conv2d
-from ..utils.reparam import switch_to_deploy
+from ..utils.reparameterize import switch_to_deploy
 
 
 class PatchEmbed(nn.Module):

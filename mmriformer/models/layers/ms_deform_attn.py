@@ -172,15 +172,12 @@ def multi_scale_deformable_attn_discrete(
 
     Args:
         value (Tensor): Shape (N, L, num_heads, head_dim); see
-            :func:`multi_scale_deformable_attn`.
+            :func:`multi_scale_deformable_attn`, also for the shapes of
+            the two layouts of the samples below.
         spatial_shapes (Sequence[Tuple[int, int]]): (H, W) of each level as
             Python ints.
-        sampling_locations (Tensor): Normalised (x, y) points, shape
-            (N, Lq, num_heads, num_levels, num_points, 2), or
-            (N, Lq, num_heads, sum(num_points), 2) with ``num_points``.
-        attention_weights (Tensor): Weight of each sample, shape
-            (N, Lq, num_heads, num_levels, num_points), or
-            (N, Lq, num_heads, sum(num_points)) with ``num_points``.
+        sampling_locations (Tensor): Normalised (x, y) points.
+        attention_weights (Tensor): Weight of each sample.
         num_points (Sequence[int], optional): Points of each level, for the
             concatenated layout. Defaults to None.
 

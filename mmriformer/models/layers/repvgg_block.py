@@ -6,7 +6,7 @@ from mmcv.cnn import ConvModule, build_activation_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from ..utils.reparam import fold_conv_module, pad_1x1_to_3x3
+from ..utils.reparameterize import fold_conv_module, pad_1x1_to_3x3
 
 
 class RepVggBlock(BaseModule):
@@ -25,7 +25,7 @@ class RepVggBlock(BaseModule):
         act_cfg (dict, optional): Activation config; None for no
             activation. Defaults to ``dict(type='SiLU')``.
         deploy (bool): Build the deploy form directly, e.g. to load a
-            re-parameterised checkpoint. Defaults to False.
+            deploy checkpoint. Defaults to False.
         init_cfg (dict or list[dict], optional): Initialization config.
             Defaults to None.
     """

@@ -68,7 +68,7 @@ class HybridEncoder(BaseModule):
             export. Other sizes still work, computing them per forward.
             Defaults to None.
         deploy (bool): Build the RepVGG blocks in their fused deploy form,
-            e.g. to load a re-parameterised checkpoint. Defaults to False.
+            e.g. to load a deploy checkpoint. Defaults to False.
         init_cfg (dict or list[dict], optional): Initialization config.
             Defaults to None: RT-DETR's initialisation (see
             :meth:`init_weights`).

@@ -1,10 +1,10 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 from .detections import topk_detections
 from .precision import at_least_float32
-from .reparam import (fold_affine_into_norm, fold_conv_module,
-                      fold_norm_affine_into_conv, pad_1x1_to_3x3,
-                      reparam_leaves, scale_conv_output, scale_norm,
-                      switch_to_deploy, unknown_keys_of_leaves)
+from .reparameterize import (fold_affine_into_norm, fold_conv_module,
+                             fold_norm_affine_into_conv, pad_1x1_to_3x3,
+                             reparam_leaves, scale_conv_output, scale_norm,
+                             switch_to_deploy, unknown_keys_of_leaves)
 from .teacher_weights import TeacherWeights, teacher_weights_for_student
 from .unfit_weights import (UnfitWeightsMixin, describe_unfit,
                             note_unfit_weights_hook)

@@ -140,13 +140,16 @@ def onednn_usable(x: Tensor) -> bool:
             and not is_in_torch_dispatch_mode() and onednn_enabled())
 
 
-def _fast_or_plain(fast: Callable[[], Tensor],
+def _fast_or_plain(x: Tensor, fast: Callable[[], Tensor],
                    plain: Callable[[], Tensor]) -> Tensor:
-    """``fast()``, or ``plain()`` for good if the oneDNN op raises.
+    """``fast()`` where :func:`onednn_usable` allows it on the input ``x``,
+    else ``plain()``; ``plain()`` for good if the oneDNN op raises.
 
     An error that ``plain()`` raises too (a bad input) propagates and
     leaves the fast path on.
     """
+    if not onednn_usable(x):
+        return plain()
     try:
         return fast()
     except RuntimeError as error:
@@ -198,20 +201,24 @@ class PackedWeight:
         self.__init__()
 
 
-def _fast_linear_gelu(x: Tensor, weight: Tensor, bias: Tensor,
-                      cache: PackedWeight) -> Tensor:
-    packed = cache.get(
+def _packed_linear_weight(x: Tensor, weight: Tensor,
+                          cache: PackedWeight) -> Tensor:
+    """``weight`` packed for oneDNN's linear kernels, from ``cache``."""
+    return cache.get(
         weight, (), lambda: torch.ops.mkldnn._reorder_linear_weight(
             weight, x.shape[0]))
+
+
+def _fast_linear_gelu(x: Tensor, weight: Tensor, bias: Tensor,
+                      cache: PackedWeight) -> Tensor:
+    packed = _packed_linear_weight(x, weight, cache)
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, 'gelu', [],
                                               'none')
 
 
 def _fast_linear_add(x: Tensor, residual: Tensor, weight: Tensor,
                      bias: Tensor, cache: PackedWeight) -> Tensor:
-    packed = cache.get(
-        weight, (), lambda: torch.ops.mkldnn._reorder_linear_weight(
-            weight, x.shape[0]))
+    packed = _packed_linear_weight(x, weight, cache)
     return torch.ops.mkldnn._linear_pointwise.binary(x, residual, packed,
                                                      bias, 'add')
 
@@ -242,10 +249,8 @@ def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor,
     def plain() -> Tensor:
         return F.gelu(F.linear(x, weight, bias))
 
-    if not onednn_usable(x):
-        return plain()
     return _fast_or_plain(
-        lambda: _fast_linear_gelu(x, weight, bias, cache), plain)
+        x, lambda: _fast_linear_gelu(x, weight, bias, cache), plain)
 
 
 def linear_add(x: Tensor, residual: Tensor, weight: Tensor, bias: Tensor,
@@ -260,17 +265,15 @@ def linear_add(x: Tensor, residual: Tensor, weight: Tensor, bias: Tensor,
         cache (PackedWeight): Packed copy of ``weight``.
 
     Returns:
-        Tensor: Output of shape (M, N).
+        Tensor: Output of shape (M, N), as ``residual``.
     """
     def plain() -> Tensor:
         # Not addmm(residual, ...): an exported Gemm then keeps a constant
         # bias, which onnxruntime's quantiser needs.
         return residual + F.linear(x, weight, bias)
 
-    if not onednn_usable(x):
-        return plain()
     return _fast_or_plain(
-        lambda: _fast_linear_add(x, residual, weight, bias, cache), plain)
+        x, lambda: _fast_linear_add(x, residual, weight, bias, cache), plain)
 
 
 def conv2d(x: Tensor, conv: nn.Conv2d, cache: PackedWeight) -> Tensor:
@@ -284,10 +287,9 @@ def conv2d(x: Tensor, conv: nn.Conv2d, cache: PackedWeight) -> Tensor:
     Returns:
         Tensor: ``conv(x)``, of shape (N, C_out, H_out, W_out).
     """
-    if conv.groups != 1 or isinstance(conv.padding, str) or \
-            not onednn_usable(x):
+    if conv.groups != 1 or isinstance(conv.padding, str):
         return conv(x)
-    return _fast_or_plain(lambda: _fast_conv2d(x, conv, cache),
+    return _fast_or_plain(x, lambda: _fast_conv2d(x, conv, cache),
                           lambda: conv(x))
 
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
 
 from ...utils.pretrained import shape_problems
-from .reparam import unknown_keys_of_leaves
+from .reparameterize import unknown_keys_of_leaves
 
 # The head's first classifier, whose rows give the number of classes.
 CLASS_WEIGHT_KEY = 'bbox_head.cls_branches.0.weight'

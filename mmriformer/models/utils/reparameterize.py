@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Structural re-parameterisation: folding train forms into deploy forms.
+"""Structural reparameterization: folding train forms into deploy forms.
 
 Three layers, from the bottom:
 
@@ -11,7 +11,7 @@ Three layers, from the bottom:
   (:func:`fold_conv_module`); a RIFormer block's state dict is folded with
   the checkpoint conversions, in :mod:`mmriformer.converters.riformer`;
 - :func:`switch_to_deploy`, the one entry point that folds a whole model by
-  asking each re-parameterisable leaf module to fold itself.
+  asking each reparameterizable leaf module to fold itself.
 """
 from typing import List, Optional, Tuple
 
@@ -173,7 +173,7 @@ def reparam_leaves(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 def unknown_keys_of_leaves(model: nn.Module, keys: List[str],
                            deploy: bool) -> List[str]:
-    """``keys`` (relative to ``model``) that fall inside a re-parameterisable
+    """``keys`` (relative to ``model``) that fall inside a reparameterizable
     module in the given form under a name that module does not have (e.g.
     ``norm_reparam`` in a train-form RIFormer block): weights of the other
     form.
@@ -199,7 +199,7 @@ def unknown_keys_of_leaves(model: nn.Module, keys: List[str],
 
 
 def switch_to_deploy(model: nn.Module) -> nn.Module:
-    """Fold every re-parameterisable module of ``model`` into deploy form.
+    """Fold every reparameterizable module of ``model`` into deploy form.
 
     Works on any model (a bare backbone, an mmdet detector, an mmpretrain
     classifier): each leaf of :func:`reparam_leaves` folds itself, and
