@@ -116,14 +116,11 @@ def official_to_ours(state: StateDict,
     Args:
         state (dict[str, Tensor]): Official keys, optionally with the
             ``module.`` prefix of a DDP-wrapped model.
-        num_classes (int, optional): Classes, to trim the denoising table;
-            defaults to the rows of ``enc_score_head``.
+        num_classes (int, optional): As in :func:`hf_to_ours`.
 
     Returns:
-        dict[str, Tensor]: Our keys.
-
-    Raises:
-        UnknownLayoutError: A key has no counterpart.
+        dict[str, Tensor]: Our keys; a key without counterpart raises
+        ``UnknownLayoutError``.
     """
     renamed = rename_official(state)
     if num_classes is None:
