@@ -4,9 +4,9 @@ run: a missing config or checkpoint, and a work_dir where the Runner would
 write over the config itself, end in one line naming the fix instead of a
 traceback (or a lost config) later.
 
-:func:`earlier_records` tells the JSON results of an earlier run of a tool
-(``tools/analysis_tools/detector_complexity.py``) from a file of someone
-else's, which a tool does not write over.
+:func:`earlier_records` tells the JSON results of an earlier run of an
+analysis tool (:mod:`mmriformer.analysis`) from a file of someone else's,
+which the tool does not write over.
 :func:`check_output_file` and :func:`check_output_folder` refuse a tool's
 output before the work: a missing folder is an error, and an existing file
 is replaced only with ``--force``."""
