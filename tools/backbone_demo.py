@@ -54,7 +54,8 @@ def main():
     print(f'      outputs at 640x640: {shapes}')
 
     print('[3/4] reparameterizing into the deploy form')
-    reparameterize(CONFIG, train_ckpt, deploy_ckpt, DEPLOY_CONFIG)
+    reparameterize(CONFIG, train_ckpt, deploy_ckpt, DEPLOY_CONFIG,
+                   force=True)
     deployed = build_model(DEPLOY_CONFIG).eval()
     load_strict(deployed, deploy_ckpt, DEPLOY_CONFIG)
     images = torch.rand(4, 3, 224, 224)

@@ -77,7 +77,7 @@ say "testing $ckpt (EMA weights); pictures of the predictions go to vis/"
 
 say "reparameterizing into the deploy form and testing it"
 "$PY" tools/model_converters/reparameterize.py "$CONFIG" "$ckpt" \
-  "$WORK/deploy.pth" --deploy-config "$DEPLOY_CONFIG" "${TRAIN_ARGS[@]}"
+  "$WORK/deploy.pth" --deploy-config "$DEPLOY_CONFIG" --force "${TRAIN_ARGS[@]}"
 "${MIM[@]}" test mmdet "$DEPLOY_CONFIG" --checkpoint "$WORK/deploy.pth" \
   --work-dir "$WORK/test_deploy" "${TEST_ARGS[@]}" 2>&1 | tee "$WORK/test_deploy.log"
 

@@ -7,13 +7,12 @@ Used by ``tools/model_converters/reparameterize.py`` and
 """
 import os
 import os.path as osp
-import pickle
 from typing import Optional
 
 import torch
-from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..models import switch_to_deploy
+from ..utils.cli_checks import check_output_file
 from .model_io import (WeightsMismatchError, build_model, load_strict,
                        read_checkpoint)
 
@@ -25,55 +24,44 @@ def is_deploy_form(ckpt: dict) -> bool:
         '.norm_reparam.' in key for key in state)
 
 
-def check_out_path(checkpoint: str, out: str) -> None:
-    """Raise if writing ``out`` could destroy something the user has.
+def check_out_path(checkpoint: str, out: str, force: bool) -> None:
+    """Check, before the work, that ``out`` may be written.
 
     Args:
-        checkpoint (str): The input checkpoint.
+        checkpoint (str): The input checkpoint, never written over.
         out (str): The output path.
+        force (bool): Whether an existing ``out`` may be replaced.
 
     Raises:
-        ValueError: ``out`` is the input checkpoint, a folder, or an
-            existing file that is not a deploy checkpoint of this tool.
+        ValueError: ``out`` is the input checkpoint, or see
+            :func:`~mmriformer.utils.cli_checks.check_output_file`.
     """
-    if osp.isdir(out):
-        raise ValueError(f'The output {out} is a folder; give a file path, '
-                         f'e.g. {osp.join(out, "deploy.pth")}.')
-    if not osp.exists(out):
-        return
-    if osp.exists(checkpoint) and osp.samefile(checkpoint, out):
+    if (osp.isfile(out) and osp.exists(checkpoint)
+            and osp.samefile(checkpoint, out)):
         raise ValueError(
             f'The output {out} is the input checkpoint {checkpoint}; it is '
             f'not overwritten: give another output path, e.g. '
             f'{osp.splitext(out)[0]}_deploy.pth.')
-    try:
-        earlier = CheckpointLoader.load_checkpoint(out, map_location='cpu')
-    except (ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
-        earlier = None
-    if not (isinstance(earlier, dict) and 'reparameterized_from' in
-            earlier.get('meta', {})):
-        raise ValueError(
-            f'The output {out} exists and is not a deploy checkpoint '
-            f'written by this tool; it is not overwritten: give another '
-            f'output path or remove the file.')
-    print(f'Replacing {out}, the deploy checkpoint of an earlier run (from '
-          f'{earlier["meta"]["reparameterized_from"]})')
+    check_output_file(out, force)
 
 
 def reparameterize(config: str,
                    checkpoint: str,
                    out: str,
                    deploy_config: Optional[str] = None,
-                   cfg_options: Optional[dict] = None) -> None:
+                   cfg_options: Optional[dict] = None,
+                   force: bool = False) -> None:
     """Load ``checkpoint`` into ``config``'s model, fold it, save to ``out``.
 
     Args:
         config (str): Config of the train-form model.
         checkpoint (str): Train-form checkpoint.
-        out (str): Output path; its folder is made if missing.
+        out (str): Output path, in an existing folder.
         deploy_config (str, optional): A deploy config that must load the
             result strictly.
         cfg_options (dict, optional): Overrides merged into both configs.
+        force (bool): Replace an existing ``out`` (never the input
+            checkpoint). Defaults to False.
 
     Raises:
         FileNotFoundError: A config or the checkpoint does not exist.
@@ -81,7 +69,7 @@ def reparameterize(config: str,
             deploy form, or ``out`` would replace something (see
             :func:`check_out_path`).
     """
-    check_out_path(checkpoint, out)
+    check_out_path(checkpoint, out, force)
     model = build_model(config, cfg_options)
     if deploy_config and not osp.isfile(deploy_config):
         raise FileNotFoundError(f'Deploy config {deploy_config} does not '
@@ -96,9 +84,6 @@ def reparameterize(config: str,
     meta = dict(ckpt.get('meta', {}), deploy=True,
                 reparameterized_from=osp.basename(checkpoint))
     folder = osp.dirname(osp.abspath(out))
-    if not osp.isdir(folder):
-        os.makedirs(folder)
-        print(f'Made the folder {folder}')
     # Written next to out and moved over it only when complete and checked,
     # so a failure leaves no partial file and no earlier file is lost.
     tmp = osp.join(folder, f'.{osp.basename(out)}.tmp{os.getpid()}')

@@ -4,10 +4,12 @@ run: a missing config or checkpoint, and a work_dir where the Runner would
 write over the config itself, end in one line naming the fix instead of a
 traceback (or a lost config) later.
 
-:func:`earlier_records` tells the JSON results of an earlier run of a tool
-(``tools/infer.py``, ``tools/analysis_tools/detector_complexity.py``) from
-a file of someone else's, which a tool does not write over.
-:func:`check_output_file` refuses a tool's output path before the work."""
+:func:`earlier_records` tells the JSON results of an earlier run of an
+analysis tool (:mod:`mmriformer.analysis`) from a file of someone else's,
+which the tool does not write over.
+:func:`check_output_file` and :func:`check_output_folder` refuse a tool's
+output before the work: a missing folder is an error, and an existing file
+is replaced only with ``--force``."""
 import argparse
 import json
 import os.path as osp
@@ -140,3 +142,41 @@ def check_output_file(path: str, force: bool = False) -> None:
     if osp.exists(path) and not force:
         raise ValueError(f'{path} exists and is not replaced; give another '
                          f'path, or --force to replace it.')
+
+
+def check_output_folder(folder: str,
+                        names: Iterable[str],
+                        force: bool = False) -> None:
+    """Check, before a tool does its work, that it may write ``names`` into
+    ``folder``, as :func:`check_output_file` checks one file.
+
+    The tool makes ``folder`` (and subfolders of ``names``) if missing; the
+    folder that holds it must exist. Other files in ``folder`` are left
+    alone.
+
+    Args:
+        folder (str): The folder the tool writes into.
+        names (Iterable[str]): The files the tool will write, as paths
+            relative to ``folder``.
+        force (bool): Whether existing files may be replaced (the tool's
+            ``--force``). Defaults to False.
+
+    Raises:
+        ValueError: ``folder`` is a file, the folder that holds it does not
+            exist, or one of the files exists and ``force`` is False; the
+            message names the fix.
+    """
+    parent = osp.dirname(osp.abspath(folder))
+    if osp.exists(folder) and not osp.isdir(folder):
+        raise ValueError(f'{folder} is a file; give the path of a folder '
+                         f'to write into.')
+    if not osp.isdir(parent):
+        raise ValueError(f'The folder {parent} of {folder} does not exist; '
+                         f'create it or give another path.')
+    existing = [osp.join(folder, name) for name in names
+                if osp.exists(osp.join(folder, name))]
+    if existing and not force:
+        raise ValueError(f'{existing[0]} exists and is not replaced '
+                         f'({len(existing)} of the files to write exist in '
+                         f'{folder}); give another folder, or --force to '
+                         f'replace them.')

@@ -5,7 +5,6 @@ and its INT8 form.
 One export (through the CLI, with its own verification) serves every test
 of the module: it takes most of the module's time.
 """
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmriformer.apis import build_model
+from mmriformer.apis import build_model, infer, infer_onnxruntime
 from mmriformer.datasets import generate_shapes_dataset
 from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES as CLASSES
 from mmriformer.deployment import (DeployedDetector, ONNXRuntimeDetector,
@@ -30,7 +29,6 @@ from mmriformer.testing import randomize_
 
 ROOT = Path(__file__).parents[2]
 EXPORT = ROOT / 'tools/deployment/export_onnx.py'
-INFER = ROOT / 'tools/infer.py'
 QUANTIZE = ROOT / 'tools/deployment/quantize_onnx.py'
 TEST_ONNX = ROOT / 'tools/deployment/test_onnx.py'
 CONFIG = str(ROOT / 'configs/demo/rtdetr_riformer_s12_shapes.py')
@@ -111,23 +109,14 @@ def test_dynamic_batch(exported):
     assert not np.allclose(both['scores'][0], both['scores'][1])
 
 
-@pytest.fixture(scope='module')
-def infer_tool():
-    spec = importlib.util.spec_from_file_location('infer', INFER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_infer_backends_agree(exported, infer_tool, tmp_path):
+def test_infer_backends_agree(exported, tmp_path):
     """tools/infer.py writes the same predictions.json from the ONNX file
     as from the config and the checkpoint."""
     checkpoint, images, onnx_file = exported
-    torch_run = infer_tool.infer(CONFIG, checkpoint, str(images),
-                                 str(tmp_path / 'pytorch'), score_thr=0)
-    ort_run = infer_tool.infer_onnxruntime(onnx_file, str(images),
-                                           str(tmp_path / 'ort'),
-                                           score_thr=0)
+    torch_run = infer(CONFIG, checkpoint, str(images),
+                      str(tmp_path / 'pytorch'), score_thr=0)
+    ort_run = infer_onnxruntime(onnx_file, str(images), str(tmp_path / 'ort'),
+                                score_thr=0)
     written = json.loads((tmp_path / 'ort/predictions.json').read_text())
     assert written == ort_run
     assert [p['image'] for p in ort_run] == [p['image'] for p in torch_run]
@@ -147,11 +136,11 @@ def test_infer_backends_agree(exported, infer_tool, tmp_path):
         assert (tmp_path / 'ort/vis' / name).is_file()
 
 
-def test_onnxruntime_backend_errors(exported, infer_tool, tmp_path):
+def test_onnxruntime_backend_errors(exported, tmp_path):
     checkpoint, images, _ = exported
     for path in (checkpoint, CONFIG):
         with pytest.raises(ValueError, match='is not an ONNX detector'):
-            infer_tool.infer_onnxruntime(path, str(images), str(tmp_path))
+            infer_onnxruntime(path, str(images), str(tmp_path))
     # A valid ONNX file with another interface.
     other = tmp_path / 'identity.onnx'
     graph = onnx.helper.make_graph(
@@ -248,16 +237,13 @@ def test_forms_load_alike(tmp_path):
         torch.testing.assert_close(a, b)
 
 
-def test_cli_error(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location('export_onnx', EXPORT)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_cli_error(tmp_path):
     out = tmp_path / 'out.onnx'
-    monkeypatch.setattr(sys, 'argv', [
-        str(EXPORT), CONFIG, str(tmp_path / 'missing.pth'), str(out)])
-    with pytest.raises(SystemExit) as exit_:
-        tool.main()
-    assert exit_.value.code == (
+    proc = subprocess.run([
+        sys.executable, str(EXPORT), CONFIG, str(tmp_path / 'missing.pth'),
+        str(out)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
         f'error: Checkpoint {tmp_path}/missing.pth can not be found; check '
         f'the path given to load_from, --resume, init_cfg.checkpoint or the '
         f'tool.')

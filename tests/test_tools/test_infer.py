@@ -1,5 +1,4 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 import torch
 from helpers import digest
 
-from mmriformer.apis import build_model
+from mmriformer.apis import build_model, infer, inference
 from mmriformer.testing import assert_float32_error_within, randomize_
 from mmriformer.utils.image_files import find_images
 
@@ -32,14 +31,6 @@ CFG_ARGS = [
     'model.test_cfg.max_per_img=5',
     'test_dataloader.dataset.pipeline.1.scale=(160,160)'
 ]
-
-
-@pytest.fixture(scope='module')
-def tool():
-    spec = importlib.util.spec_from_file_location('infer', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -72,7 +63,7 @@ def run_tool(*args):
                           capture_output=True, text=True)
 
 
-def test_infer_folder(tool, data, tmp_path, monkeypatch):
+def test_infer_folder(data, tmp_path, monkeypatch):
     checkpoint, images = data
     out = tmp_path / 'out'
     proc = run_tool(CONFIG, checkpoint, images, '--out-dir', out,
@@ -92,12 +83,19 @@ def test_infer_folder(tool, data, tmp_path, monkeypatch):
             assert 0 < det['score'] <= 1
             assert det['class'] == CLASSES[det['label']]
 
+    # a second run replaces the files only with --force
+    again = [CONFIG, checkpoint, images, '--out-dir', out, '--score-thr', 0,
+             '--deploy', *CFG_ARGS]
+    proc = run_tool(*again)
+    assert proc.returncode != 0
+    assert 'predictions.json exists and is not replaced (3 of the files' \
+        in proc.stderr
     # the deploy form gives the same scores
-    deployed = tool.infer(CONFIG, str(checkpoint), str(images),
-                          str(tmp_path / 'deploy'), score_thr=0,
-                          deploy=True, cfg_options=CFG_OPTIONS)
+    proc = run_tool(*again, '--force')
+    assert proc.returncode == 0, proc.stderr
+    deployed = json.loads((out / 'predictions.json').read_text())
 
-    class Float64Inferencer(tool.StrictDetInferencer):
+    class Float64Inferencer(inference.StrictDetInferencer):
 
         def _load_weights_to_model(self, model, checkpoint, cfg):
             super()._load_weights_to_model(model, checkpoint, cfg)
@@ -112,10 +110,10 @@ def test_infer_folder(tool, data, tmp_path, monkeypatch):
     # float64 run of the train form through the same tool: the deploy
     # form's error must be like the train form's (see
     # assert_float32_error_within); a wrong fold errs by >= 1e-3.
-    monkeypatch.setattr(tool, 'StrictDetInferencer', Float64Inferencer)
-    reference = tool.infer(CONFIG, str(checkpoint), str(images),
-                           str(tmp_path / 'float64'), score_thr=0,
-                           cfg_options=CFG_OPTIONS)
+    monkeypatch.setattr(inference, 'StrictDetInferencer', Float64Inferencer)
+    reference = infer(CONFIG, str(checkpoint), str(images),
+                      str(tmp_path / 'float64'), score_thr=0,
+                      cfg_options=CFG_OPTIONS)
 
     def scores(prediction, dtype):
         return torch.tensor(
@@ -138,7 +136,7 @@ def test_missing_checkpoint(data, tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
-def test_bad_inputs(tool, data, tmp_path):
+def test_bad_inputs(data, tmp_path):
     checkpoint, images = data
     with pytest.raises(FileNotFoundError, match='does not exist'):
         find_images(str(tmp_path / 'missing'))
@@ -153,7 +151,7 @@ def test_bad_inputs(tool, data, tmp_path):
             r'\(first: .*\)\); use the config the checkpoint was trained '
             r'with \(it predicts 3 classes: set '
             r'model\.bbox_head\.num_classes=3\)\.')):
-        tool.infer(CONFIG, str(checkpoint), str(images), str(tmp_path))
+        infer(CONFIG, str(checkpoint), str(images), str(tmp_path))
     # a deploy config cannot take the train-form checkpoint
     deploy = dict(CFG_OPTIONS, **{'model.backbone.deploy': True,
                                   'model.neck.deploy': True})
@@ -161,8 +159,8 @@ def test_bad_inputs(tool, data, tmp_path):
             r'train-form weights for a deploy-form model\); use the '
             r'train-form config of the checkpoint and fold the model after '
             r'loading \(tools/infer\.py --deploy\)')):
-        tool.infer(CONFIG, str(checkpoint), str(images), str(tmp_path),
-                   cfg_options=deploy)
+        infer(CONFIG, str(checkpoint), str(images), str(tmp_path),
+              cfg_options=deploy)
     assert not list(tmp_path.iterdir())
 
 
@@ -193,23 +191,22 @@ def test_damaged_image_writes_nothing(data, tmp_path):
       '--device', 'cuda'], '--deploy, --device: for the pytorch backend '
      'only'),
 ])
-def test_backend_arguments(tool, monkeypatch, capsys, argv, message):
-    monkeypatch.setattr(sys, 'argv', ['infer.py', *argv, '--out-dir', 'o'])
-    with pytest.raises(SystemExit) as exit_:
-        tool.parse_args()
-    assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
+def test_backend_arguments(tmp_path, argv, message):
+    proc = run_tool(*argv, '--out-dir', tmp_path / 'o')
+    assert proc.returncode == 2
+    assert message in proc.stderr
 
 
-def test_onnxruntime_arguments(tool, monkeypatch):
-    monkeypatch.setattr(sys, 'argv', [
-        'infer.py', '--backend', 'onnxruntime', 'model.onnx', 'images',
-        '--out-dir', 'o'])
-    args = tool.parse_args()
-    assert (args.model, args.input) == (['model.onnx'], 'images')
+def test_onnxruntime_arguments(tmp_path):
+    # The arguments are taken: the run gets as far as the missing file.
+    proc = run_tool('--backend', 'onnxruntime', tmp_path / 'model.onnx',
+                    tmp_path, '--out-dir', tmp_path / 'o')
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: ONNX model {tmp_path}/model.onnx does not exist')
 
 
-def test_infer_keeps_other_files_and_inputs(tiny, tool, tmp_path):
+def test_infer_keeps_other_files_and_inputs(tiny, tmp_path):
     images = tmp_path / 'images'
     shutil.copytree(tiny['data'] / 'val', images)
     out = tmp_path / 'out'
@@ -219,58 +216,67 @@ def test_infer_keeps_other_files_and_inputs(tiny, tool, tmp_path):
     kwargs = dict(config=str(tiny['config']),
                   checkpoint=str(tiny['ckpts']['good']))
 
-    def infer(inputs, out_dir):
-        return tool.infer(inputs=str(inputs), out_dir=str(out_dir),
-                                **kwargs)
+    def run(inputs, out_dir, force=False):
+        return infer(inputs=str(inputs), out_dir=str(out_dir), force=force,
+                     **kwargs)
 
-    for text in ('my own results', '{"image": "a.jpg"}'):
-        (out / 'predictions.json').write_text(text)
-        with pytest.raises(ValueError, match=(
-                r'predictions\.json exists and was not written by this tool; '
-                r'it is not overwritten: give another --out-dir or remove '
-                r'it')):
-            infer(images, out)
-        assert (out / 'predictions.json').read_text() == text
+    # files this run would write are replaced only with force
+    with pytest.raises(ValueError, match=(
+            r'predictions\.json exists and is not replaced \(1 of the files '
+            r'to write exist in .*out\); give another folder, or --force to '
+            r'replace them')):
+        run(images, out)
+    assert (out / 'predictions.json').read_text() == 'my own results'
     (out / 'predictions.json').unlink()
     shutil.copy(images / '000000.jpg', out / 'vis/000000.jpg')
     with pytest.raises(ValueError, match=(
-            r'1 files in .*vis have the names of drawings this run would '
-            r'write \(e\.g\. .*000000\.jpg\) but no earlier run of this tool '
-            r'wrote them; they are not overwritten')):
-        infer(images, out)
+            r'000000\.jpg exists and is not replaced \(1 of the files')):
+        run(images, out)
     (out / 'vis/000000.jpg').unlink()
     mine = {p: digest(p) for p in images.iterdir()}
-    infer(images, out)
-    infer(images, out)  # replaces only what the first run wrote
+    run(images, out)
+    with pytest.raises(ValueError, match='exists and is not replaced'):
+        run(images, out)
+    run(images, out, force=True)
     assert (out / 'notes.txt').read_text() == 'mine'
     assert sorted(p.name for p in (out / 'vis').iterdir()) == sorted(
         p.name for p in images.iterdir())
-    # drawing into the input folder would write over the images
+    # drawing into the input folder would write over the images, even with
+    # force
     with pytest.raises(ValueError, match=(
             r'would write over the input image of the same path; give an '
             r'--out-dir outside the input folder')):
-        infer(out / 'vis', out)
+        run(out / 'vis', out, force=True)
     shutil.copytree(images, tmp_path / 'in/vis')
     with pytest.raises(ValueError, match='would write over the input image'):
-        infer(tmp_path / 'in/vis', tmp_path / 'in')
+        run(tmp_path / 'in/vis', tmp_path / 'in')
+    # the output folder is checked as the output file of other tools
+    with pytest.raises(ValueError, match=(
+            r'The folder .*missing of .*missing/o does not exist; create it '
+            r'or give another path')):
+        run(images, tmp_path / 'missing/o')
+    with pytest.raises(ValueError, match=(
+            r'notes\.txt is a file; give the path of a folder to write '
+            r'into')):
+        run(images, out / 'notes.txt', force=True)
     assert {p: digest(p) for p in images.iterdir()} == mine
     # missing or damaged inputs
     with pytest.raises(FileNotFoundError, match=r'Config .*nope\.py does '
                        r'not exist'):
-        tool.infer(str(tmp_path / 'nope.py'), kwargs['checkpoint'],
-                         str(images), str(tmp_path / 'o'))
+        infer(str(tmp_path / 'nope.py'), kwargs['checkpoint'], str(images),
+              str(tmp_path / 'o'))
     with pytest.raises(FileNotFoundError, match=r'nope does not exist'):
-        infer(tmp_path / 'nope', tmp_path / 'o')
+        run(tmp_path / 'nope', tmp_path / 'o')
     (tmp_path / 'bad').mkdir()
     shutil.copy(images / '000000.jpg', tmp_path / 'bad/0.jpg')
     (tmp_path / 'bad/a.jpg').write_bytes(b'not a jpeg')
     with pytest.raises(ValueError, match=r'Image .*a\.jpg cannot be decoded: '
                        r'it is damaged or not an image'):
-        infer(tmp_path / 'bad', tmp_path / 'o')  # after 0.jpg: none drawn
+        run(tmp_path / 'bad', tmp_path / 'o')  # after 0.jpg: none drawn
     with pytest.raises(ValueError, match=(
             r'The checkpoint .*deploy\.pth does not fit the model of the '
             r'config .*tiny\.py: The checkpoint is in deploy form .*use the '
             r'deploy config')):
-        tool.infer(kwargs['config'], str(tiny['ckpts']['deploy']),
-                         str(images), str(tmp_path / 'o'))
+        infer(kwargs['config'], str(tiny['ckpts']['deploy']), str(images),
+              str(tmp_path / 'o'))
     assert not (tmp_path / 'o').exists()

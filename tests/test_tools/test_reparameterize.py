@@ -1,6 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import copy
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import pytest
 import torch
 from helpers import digest, run
 
-from mmriformer.apis import build_model, load_strict
+from mmriformer.apis import build_model, load_strict, reparameterize
 from mmriformer.testing import assert_float32_error_within, randomize_
 
 ROOT = Path(__file__).parents[2]
@@ -28,12 +27,21 @@ def test_reparameterize_tool(tmp_path):
     train_ckpt, deploy_ckpt = tmp_path / 'train.pth', tmp_path / 'deploy.pth'
     torch.save({'meta': {'epoch': 300}, 'state_dict': model.state_dict()},
                train_ckpt)
-    proc = subprocess.run([
+    command = [
         sys.executable, TOOL, CONFIG, train_ckpt, deploy_ckpt,
         '--deploy-config', DEPLOY_CONFIG
-    ], capture_output=True, text=True, cwd=tmp_path)
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True,
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert 'loads it strictly' in proc.stdout
+    # run again, it replaces its output only with --force
+    proc = subprocess.run(command, capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: {deploy_ckpt} exists and is not replaced; give another '
+        f'path, or --force to replace it.')
 
     deployed = build(DEPLOY_CONFIG)
     load_strict(deployed, str(deploy_ckpt))
@@ -64,15 +72,7 @@ def test_reparameterize_tool_rejects_other_arch(tmp_path):
     assert not (tmp_path / 'out.pth').exists()
 
 
-def load_tool(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_reparameterize_never_writes_over_its_input(tiny, tmp_path):
-    tool = load_tool(TOOL)
     ckpt = tmp_path / 'train.pth'
     shutil.copy(tiny['ckpts']['good'], ckpt)
     (tmp_path / 'link.pth').symlink_to(ckpt)
@@ -86,19 +86,29 @@ def test_reparameterize_never_writes_over_its_input(tiny, tmp_path):
         f'error: The output {ckpt} is the input checkpoint {ckpt}; it is not '
         f'overwritten: give another output path, e.g. '
         f'{tmp_path}/train_deploy.pth.')
-    for out, message in (
-            (tmp_path / 'link.pth', r'is the input checkpoint'),
-            (mine, r'mine\.pth exists and is not a deploy checkpoint written '
-             r'by this tool; it is not overwritten'),
-            (tmp_path, r'is a folder; give a file path')):
+    for out, force, message in (
+            (ckpt, True, r'is the input checkpoint'),
+            (tmp_path / 'link.pth', True, r'is the input checkpoint'),
+            (mine, False, r'mine\.pth exists and is not replaced; give '
+             r'another path, or --force to replace it'),
+            (tmp_path, True, r'is a folder; give the path of the file'),
+            (tmp_path / 'new/deploy.pth', True, r'The folder .*new of '
+             r'.*deploy\.pth does not exist; create it')):
         with pytest.raises(ValueError, match=message):
-            tool.reparameterize(str(tiny['config']), str(ckpt), str(out))
+            reparameterize(str(tiny['config']), str(ckpt), str(out),
+                           force=force)
     assert {p: digest(p) for p in (ckpt, mine)} == before
-    # its own earlier output is replaced; a missing folder is made
+    assert not (tmp_path / 'new').exists()
+    # an existing output is replaced only with force
     out = tmp_path / 'new/deploy.pth'
-    for _ in range(2):
-        tool.reparameterize(str(tiny['config']), str(ckpt), str(out))
+    out.parent.mkdir()
+    reparameterize(str(tiny['config']), str(ckpt), str(out))
+    with pytest.raises(ValueError, match='exists and is not replaced'):
+        reparameterize(str(tiny['config']), str(ckpt), str(out))
+    reparameterize(str(tiny['config']), str(ckpt), str(out), force=True)
     assert sorted(p.name for p in out.parent.iterdir()) == ['deploy.pth']
+    reparameterize(str(tiny['config']), str(ckpt), str(mine), force=True)
+    assert torch.load(mine, weights_only=True)['meta']['deploy']
     # missing inputs, a deploy-form input, another arch
     for args, error, message in (
             ((tmp_path / 'nope.py', ckpt), FileNotFoundError,
@@ -112,6 +122,6 @@ def test_reparameterize_never_writes_over_its_input(tiny, tmp_path):
              r'wider\.pth does not fit the model of the config .*tiny\.py '
              r'\(17 of other shapes \(first: ')):
         with pytest.raises(error, match=message):
-            tool.reparameterize(*map(str, args), str(tmp_path / 'x.pth'))
+            reparameterize(*map(str, args), str(tmp_path / 'x.pth'))
         assert not (tmp_path / 'x.pth').exists()
     assert not list(tmp_path.rglob('.*.tmp*'))

@@ -11,9 +11,9 @@ Every module with ``switch_to_deploy()`` (RIFormer blocks, reparameterizable
 conv blocks) is folded. ``--deploy-config`` builds the deploy model and loads
 the result strictly, so a mismatch shows here and not at test time.
 
-The output is written only once it is complete (and checked): never over
-the input checkpoint, and over an existing file only if that is a deploy
-checkpoint this tool wrote (an earlier result).
+The output is checked before the work: its folder must exist, and an
+existing file is replaced only with ``--force`` (never the input
+checkpoint). It is written only once it is complete and checked.
 """
 import argparse
 import pickle
@@ -40,6 +40,8 @@ def parse_args():
         action=DictAction,
         help='override settings of both configs, as in mim train, e.g. '
         'model.backbone.arch=s24')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing OUT')
     return parser.parse_args()
 
 
@@ -47,7 +49,7 @@ def main():
     args = parse_args()
     try:
         reparameterize(args.config, args.checkpoint, args.out,
-                       args.deploy_config, args.cfg_options)
+                       args.deploy_config, args.cfg_options, args.force)
     except (FileNotFoundError, ValueError, pickle.UnpicklingError) as e:
         sys.exit(f'error: {e}')
 
