@@ -58,7 +58,7 @@ from ..deployment import (DeployedDetector, ONNXRuntimeDetector,
                           read_image)
 from ..models.utils.onednn import onednn_enabled
 from ..testing import randomize_
-from ..utils.cli_checks import earlier_records
+from ..utils.cli_checks import check_output_file, earlier_records
 from .complexity import build_detector, deploy_copy
 
 # The form of the detector each backend runs (the onnxruntime ones run
@@ -552,16 +552,19 @@ def environment() -> dict:
     return env
 
 
-def check_benchmark_paths(configs: Sequence[str], peer_files: Sequence[str],
-                          out: Optional[str]) -> None:
-    """Raise before any work if an input is missing or writing ``out``
-    would replace a folder or a file that is not an earlier result of
-    ``benchmark_detector.py``.
+def check_benchmark_paths(configs: Sequence[str],
+                          peer_files: Sequence[str],
+                          out: Optional[str],
+                          force: bool = False) -> None:
+    """Raise before any work if an input is missing or ``out`` may not be
+    written (the tools' one output rule, :func:`check_output_file`).
 
     Args:
         configs (Sequence[str]): The config files.
         peer_files (Sequence[str]): The peers' JSON files.
         out (str, optional): Where the rows go.
+        force (bool): Whether an existing ``out`` may be replaced.
+            Defaults to False.
 
     Raises:
         ValueError: Which path, and what to do.
@@ -569,12 +572,8 @@ def check_benchmark_paths(configs: Sequence[str], peer_files: Sequence[str],
     for path in [*configs, *peer_files]:
         if not osp.isfile(path):
             raise ValueError(f'{path} does not exist; check the path.')
-    if out is None or not osp.exists(out):
-        return
-    if osp.isdir(out) or earlier_records(out, ROW_KEYS) is None:
-        raise ValueError(f'--out {out} exists and is not an earlier result '
-                         f'of this tool; it is not overwritten: give '
-                         f'another path or remove it.')
+    if out is not None:
+        check_output_file(out, force)
 
 
 def load_peer_rows(path: str) -> List[dict]:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..apis import build_model
 from ..models import switch_to_deploy
-from ..utils.cli_checks import earlier_records
+from ..utils.cli_checks import check_output_file
 
 UNIT_NOTE = ('GMACs (mmengine counts a multiply-add as one flop; '
              'FLOPs = 2 x MACs)')
@@ -259,30 +259,25 @@ def format_result(result: Dict) -> str:
     return '\n'.join(lines)
 
 
-def check_complexity_paths(configs: List[str], out: Optional[str]) -> None:
-    """Raise before any work if a config is missing or writing ``out``
-    would replace a file that is not an earlier result of
-    ``detector_complexity.py``.
+def check_complexity_paths(configs: List[str],
+                           out: Optional[str],
+                           force: bool = False) -> None:
+    """Raise before any work if a config is missing or ``out`` may not be
+    written (the tools' one output rule, :func:`check_output_file`).
 
     Args:
         configs (list[str]): The config files.
         out (str, optional): Where the JSON results go.
+        force (bool): Whether an existing ``out`` may be replaced.
+            Defaults to False.
 
     Raises:
         FileNotFoundError: A config does not exist.
-        ValueError: ``out`` is a folder, or a file of something else.
+        ValueError: ``out`` may not be written; the message names the fix.
     """
     for config in configs:
         if not os.path.isfile(config):
             raise FileNotFoundError(
                 f'Config {config} does not exist; check the path.')
-    if out is None or not os.path.exists(out):
-        return
-    if os.path.isdir(out):
-        raise ValueError(f'--out {out} is a folder; give a file path, e.g. '
-                         f'{os.path.join(out, "complexity.json")}.')
-    # What the tool writes: a list of analyze() results.
-    if earlier_records(out, ('config', 'params', 'macs')) is None:
-        raise ValueError(f'--out {out} exists and was not written by this '
-                         f'tool; it is not overwritten: give another path '
-                         f'or remove it.')
+    if out is not None:
+        check_output_file(out, force)

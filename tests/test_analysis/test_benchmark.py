@@ -40,12 +40,12 @@ def test_every_backend_batch_and_size_in_rows_and_table(tmp_path):
     speedups = [line.split()[-1] for line in table.splitlines()
                 if line.endswith('x')]
     assert len(speedups) == len(BACKENDS)
-    # A second run may replace its own results, not another file.
+    # An existing file, even an earlier result, is replaced only with force.
     (tmp_path / 'bench.json').write_text(json.dumps(rows))
-    check_benchmark_paths([CONFIG], [], str(tmp_path / 'bench.json'))
-    (tmp_path / 'other.json').write_text('{"a": 1}')
-    with pytest.raises(ValueError, match='is not an earlier result'):
-        check_benchmark_paths([CONFIG], [], str(tmp_path / 'other.json'))
+    with pytest.raises(ValueError, match='exists and is not replaced'):
+        check_benchmark_paths([CONFIG], [], str(tmp_path / 'bench.json'))
+    check_benchmark_paths([CONFIG], [], str(tmp_path / 'bench.json'),
+                          force=True)
 
 
 def test_missing_inputs_and_peer_files_of_another_schema(tmp_path):

@@ -1,5 +1,4 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-import json
 from pathlib import Path
 
 import pytest
@@ -80,14 +79,13 @@ def test_paths_checked_first(tmp_path):
              rf'Config {tmp_path}/nope\.py does not exist; check the '
              rf'path\.'),
             ([CONFIG], str(tmp_path), ValueError,
-             rf'--out {tmp_path} is a folder; give a file path'),
+             rf'{tmp_path} is a folder; give the path of the file'),
+            ([CONFIG], str(tmp_path / 'no' / 'c.json'), ValueError,
+             rf'The folder {tmp_path}/no of .* does not exist'),
             ([CONFIG], str(out), ValueError,
-             rf'--out {out} exists and was not written by this tool; '
-             rf'it is not overwritten')):
+             rf'{out} exists and is not replaced; give another path, or '
+             rf'--force')):
         with pytest.raises(error, match=message):
             check_complexity_paths(configs, out_path)
     assert out.read_text() == '{"mine": 1}'
-    # An earlier result may be replaced.
-    earlier = tmp_path / 'complexity.json'
-    earlier.write_text(json.dumps([dict(config=CONFIG, params={}, macs={})]))
-    check_complexity_paths([CONFIG], str(earlier))
+    check_complexity_paths([CONFIG], str(out), force=True)

@@ -11,17 +11,18 @@ TOOL = ROOT / 'tools/analysis_tools/detector_complexity.py'
 CONFIG = ROOT / 'configs/rtdetr_riformer_s12.py'
 
 
-def test_cli_writes_json_and_keeps_other_files(tmp_path):
+def test_cli_writes_json_and_replaces_files_only_with_force(tmp_path):
     notes = tmp_path / 'notes.json'
     notes.write_text('{"mine": 1}')
     refused = run(TOOL, CONFIG, '--out', notes, cwd=ROOT)
     assert refused.returncode != 0
-    assert f'error: --out {notes} exists and was not written by this tool' \
-        in refused.stderr
+    assert f'error: {notes} exists and is not replaced; give another ' \
+        'path, or --force' in refused.stderr
     assert notes.read_text() == '{"mine": 1}'
 
-    out = tmp_path / 'complexity.json'
-    done = run(TOOL, CONFIG, '--size', '128', '--out', out, cwd=ROOT)
+    out = notes
+    done = run(TOOL, CONFIG, '--size', '128', '--out', out, '--force',
+               cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert 'train form' in done.stdout
     results = json.loads(out.read_text())

@@ -18,8 +18,6 @@ Example::
 """
 import argparse
 import json
-import os
-import os.path as osp
 import sys
 from typing import List, Optional
 
@@ -59,6 +57,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--peer-json', nargs='+', default=[],
                         help="peers' figures to print in the same table")
     parser.add_argument('--out', help='write the figures as JSON here')
+    parser.add_argument('--force', action='store_true',
+                        help='replace --out if it exists')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of every config, e.g. '
@@ -75,7 +75,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         check_device(args.device, args.cuda_graphs)
         backends, note = resolve_backends(args.backends, args.device,
                                           args.dtype)
-        check_benchmark_paths(args.configs, args.peer_json, args.out)
+        check_benchmark_paths(args.configs, args.peer_json, args.out,
+                              args.force)
         peers = [r for path in args.peer_json for r in load_peer_rows(path)]
     except ValueError as error:
         sys.exit(f'error: {error}')
@@ -92,7 +93,6 @@ def main(argv: Optional[List[str]] = None) -> None:
             sys.exit(f'error: {config}: {error}')
     print(format_table(rows + peers))
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(rows, f, indent=2)
         print(f'Wrote {args.out}')

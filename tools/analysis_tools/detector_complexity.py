@@ -11,7 +11,6 @@ Example::
 """
 import argparse
 import json
-import os
 import sys
 
 from mmengine.config import DictAction
@@ -32,6 +31,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=10,
                         help='timed runs of the benchmark (median)')
     parser.add_argument('--out', help='write the results as JSON here')
+    parser.add_argument('--force', action='store_true',
+                        help='replace --out if it exists')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of every config, e.g. '
@@ -42,7 +43,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     try:
-        check_complexity_paths(args.configs, args.out)
+        check_complexity_paths(args.configs, args.out, args.force)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f'error: {error}')
     results = []
@@ -52,7 +53,6 @@ def main() -> None:
         print(format_result(result), flush=True)
         results.append(result)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=2)
         print(f'Wrote {args.out}')

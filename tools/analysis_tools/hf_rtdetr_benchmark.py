@@ -75,7 +75,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--out', help='write the rows as JSON here')
-    return parser.parse_args()
+    parser.add_argument('--force', action='store_true',
+                        help='replace --out if it exists')
+    args = parser.parse_args()
+    # The tools' output rule (mmriformer.utils.cli_checks.check_output_file,
+    # which the oracle venv cannot import), checked before the work.
+    if args.out and not osp.isdir(osp.dirname(osp.abspath(args.out))):
+        parser.error(f'the folder of --out {args.out} does not exist; '
+                     f'create it or give another path')
+    if args.out and osp.exists(args.out) and not args.force:
+        parser.error(f'{args.out} exists and is not replaced; give another '
+                     f'path, or --force to replace it')
+    return args
 
 
 def summarize(times_s: list, batch_size: int) -> dict:
@@ -148,7 +159,6 @@ def main() -> None:
                   f'{row["median_ms"]:.1f} ms, p90 {row["p90_ms"]:.1f} ms, '
                   f'{row["images_per_s"]:.2f} images/s', flush=True)
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(rows, f, indent=2)
         print(f'Wrote {args.out}')
