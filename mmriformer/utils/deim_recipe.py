@@ -203,7 +203,9 @@ def deim_changes(base: dict,
             f'DEIM needs 0 <= start_epoch < flat_epoch < max_epochs - '
             f'no_aug_epoch <= max_epochs, got start_epoch={start_epoch}, '
             f'flat_epoch={flat_epoch}, max_epochs={max_epochs}, '
-            f'no_aug_epoch={no_aug_epoch}')
+            f'no_aug_epoch={no_aug_epoch}: give more epochs, or a smaller '
+            f'no_aug_epoch or flat_epoch (by default start_epoch + '
+            f'max_epochs // 2)')
     # The switch of v2's recipe is replaced by the policy's.
     model, optim_wrapper, _ = rtdetrv2_changes(
         base, stop_epoch, multi_scale=False,
@@ -237,7 +239,8 @@ def deim_changes(base: dict,
     types = [t['type'] for t in pipeline]
     if 'LoadAnnotations' not in types:
         raise ValueError(f'the training pipeline needs LoadAnnotations '
-                         f'before the mosaic, got {types}')
+                         f'before the mosaic (add dict(type='
+                         f"'LoadAnnotations', with_bbox=True)), got {types}")
     pipeline.insert(
         types.index('LoadAnnotations') + 1,
         dict(MOSAIC, output_size=mosaic_size))

@@ -122,24 +122,26 @@ def test_bad_arguments_raise(pipeline, kwargs, match):
         deim_policy(pipeline, **kwargs)
 
 
+def recipe_base(pipeline):
+    """The least of an RT-DETR config that deim_changes reads."""
+    return Config(dict(
+        model=dict(data_preprocessor=dict(batch_augments=None),
+                   backbone=dict(type='RIFormer')),
+        train_pipeline=pipeline, custom_hooks=[]))
+
+
 @pytest.mark.parametrize('kwargs, message', [
     (dict(max_epochs=10, no_aug_epoch=7), 'flat_epoch=9'),
     (dict(max_epochs=10, no_aug_epoch=1, start_epoch=5, flat_epoch=5),
      'start_epoch < flat_epoch'),
 ])
 def test_deim_changes_bad_epochs(kwargs, message):
-    base = Config(dict(
-        model=dict(data_preprocessor=dict(batch_augments=None),
-                   backbone=dict(type='RIFormer')),
-        train_pipeline=PIPELINE[:2] + PIPELINE[3:], custom_hooks=[]))
+    base = recipe_base(PIPELINE[:2] + PIPELINE[3:])
     with pytest.raises(ValueError, match=message):
         deim_changes(base, **kwargs)
 
 
 def test_deim_changes_needs_annotations():
-    base = Config(dict(
-        model=dict(data_preprocessor=dict(batch_augments=None),
-                   backbone=dict(type='RIFormer')),
-        train_pipeline=[PIPELINE[0]] + PIPELINE[3:], custom_hooks=[]))
+    base = recipe_base([PIPELINE[0]] + PIPELINE[3:])
     with pytest.raises(ValueError, match='LoadAnnotations before'):
         deim_changes(base, max_epochs=20, no_aug_epoch=2)
