@@ -44,8 +44,9 @@ DEIM = {
 # not set: 1), PResNet freeze_at -1 and freeze_norm False.
 # configs/base/rtdetrv2_r50vd.yml: the matcher's weights {cost_class: 2,
 # cost_bbox: 5, cost_giou: 2}, alpha 0.25, gamma 2.0; num_points [4, 4, 4].
-# configs/base/rt_optimizer.yml: total_batch_size 16, clip_max_norm 0.1,
-# EMA decay 0.9999 with warmups 2000.
+# configs/runtime.yml: sync_bn True. configs/base/rt_optimizer.yml:
+# total_batch_size 16, clip_max_norm 0.1, EMA decay 0.9999 with warmups
+# 2000.
 MOSAIC = dict(type='DEIMMosaic', output_size=320, rotation_range=10,
               translation_range=(0.1, 0.1), scaling_range=(0.5, 1.5),
               probability=1.0, fill_value=0, use_cache=True,
@@ -70,6 +71,7 @@ def test_deim_recipe(config):
     stop = epochs - no_aug
     cfg = Config.fromfile(ROOT / 'configs/deim' / config)
     assert cfg.train_cfg.max_epochs == epochs
+    assert cfg.sync_bn == 'torch'  # sync_bn: True (configs/runtime.yml)
 
     optim = cfg.optim_wrapper
     assert optim.optimizer.type == 'AdamW'
@@ -189,11 +191,11 @@ def test_deim_demo_stages_in_a_runner(tiny, tmp_path):
     """The demo's recipe on the tiny model and set, 2 iterations an epoch:
     the policy's pipelines at its epochs and FlatCosineLR's lr (warm-up of
     1 iteration, flat to epoch 2, cosine, minimum in the last epoch)."""
+    tiny_config = tiny['config'].read_text()
+    assert repr(str(RTDETR_DEMO)) in tiny_config
     config = tmp_path / 'deim_tiny.py'
     config.write_text(
-        tiny['config'].read_text().replace(
-            repr(str(RTDETR_DEMO)),
-            repr(str(DEMO))) +
+        tiny_config.replace(repr(str(RTDETR_DEMO)), repr(str(DEMO))) +
         'train_cfg = dict(max_epochs=4, val_interval=10)\n'
         'param_scheduler = [dict(_base_.param_scheduler[0], '
         'warmup_iter=1)]\n')
