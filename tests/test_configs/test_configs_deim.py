@@ -9,6 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+from torch import nn
 
 from mmriformer.apis import build_model
 from mmriformer.testing import make_det_samples
@@ -42,6 +43,12 @@ DEIM = {
 # 0.5, mixup_prob 0.5, lr_gamma 0.5, warmup_iter 2000, the loss weights
 # {loss_mal: 1, loss_bbox: 5, loss_giou: 2} and gamma 1.5 (MAL's alpha is
 # not set: 1), PResNet freeze_at -1 and freeze_norm False.
+# Its RTDETRTransformerv2 block: activation silu, mlp_act silu and
+# query_pos_method as_reg, which engine/deim/rtdetrv2_decoder.py reads as:
+# the decoder layers' FFN activation; the activation of the MLPs
+# query_pos_head, enc_bbox_head and dec_bbox_head (our box branches);
+# query_pos_head = MLP(4, hidden_dim, hidden_dim, 3) (else RT-DETR's
+# MLP(4, 2 * hidden_dim, hidden_dim, 2)).
 # configs/base/rtdetrv2_r50vd.yml: the matcher's weights {cost_class: 2,
 # cost_bbox: 5, cost_giou: 2}, alpha 0.25, gamma 2.0; num_points [4, 4, 4].
 # configs/runtime.yml: sync_bn True. configs/base/rt_optimizer.yml:
@@ -118,6 +125,10 @@ def test_deim_recipe(config):
     assert model.decoder.num_layers == num_layers
     assert model.decoder.layer_cfg.num_points == [4, 4, 4]
     assert model.decoder.eval_idx in (-1, num_layers - 1)
+    assert model.decoder.layer_cfg.act_cfg == dict(type='SiLU')
+    assert model.decoder.query_pos_method == 'as_reg'
+    assert model.decoder.query_pos_act_cfg == dict(type='SiLU')
+    assert model.bbox_head.reg_act_cfg == dict(type='SiLU')
     assert model.backbone.frozen_stages == -1
     if model.backbone.type == 'PResNet':
         assert model.backbone.norm_cfg.requires_grad
@@ -138,6 +149,13 @@ def test_deim_model_builds_and_trains(config):
     assert all(torch.isfinite(v).all() for v in losses.values())
     sum(losses.values()).backward()
     assert model.decoder.layers[0].cross_attn.value_proj.weight.grad.any()
+    # DEIM's decoder, built.
+    assert all(type(layer.activate) is nn.SiLU
+               for layer in model.decoder.layers)
+    assert len(model.decoder.query_pos_head.layers) == 3
+    assert type(model.decoder.query_pos_head.activate) is nn.SiLU
+    assert all(type(branch[1]) is nn.SiLU
+               for branch in model.bbox_head.reg_branches)
 
 
 def test_deim_demo_halves_the_rtdetr_demo():
