@@ -170,6 +170,8 @@ def deim_changes(base: dict,
       stop_epoch]``, mosaic probability 0.5; ``DEIMBatchMixUp`` (prob 0.5)
       in ``[start_epoch, flat_epoch)``; multi-scale batches until
       ``stop_epoch``;
+    - the backbone's norms at the base lr (``norm_lr_mult`` of
+      :class:`~mmriformer.engine.DecayPolicyOptimWrapperConstructor`);
     - AdamW at ``lr`` and ``FlatCosineLR`` (``lr_gamma`` 0.5), flat until
       ``flat_epoch``, at its minimum for the last ``no_aug_epoch`` epochs.
 
@@ -238,6 +240,10 @@ def deim_changes(base: dict,
             norm_cfg=dict(type='BN', requires_grad=True),
             norm_eval=False)
     optim_wrapper['optimizer'] = dict(lr=lr)
+    # DEIM's group '^(?=.*backbone)(?!.*norm).*$': the backbone's lr_mult
+    # spares its norms.
+    keys = optim_wrapper['paramwise_cfg'].setdefault('custom_keys', {})
+    keys.setdefault('backbone', {})['norm_lr_mult'] = 1.0
 
     param_scheduler = [
         dict(type='FlatCosineLR', warmup_iter=warmup_iter,
