@@ -131,8 +131,9 @@ class RTDETRDecoder(nn.Module):
     as the input of ``query_pos_head`` (an MLP on the box, not a sine
     embedding: RT-DETR's of 2 layers, hidden width ``2 * embed_dims``, or
     DEIM's ``query_pos_method: as_reg`` of 3 layers of ``embed_dims``, the
-    shape of the box branches). After the layer, ``reg_branches[i]`` predicts a box delta in
-    logit space and ``cls_branches[i]`` the class logits.
+    shape of the box branches). After the layer, ``reg_branches[i]``
+    predicts a box delta in logit space and ``cls_branches[i]`` the class
+    logits.
 
     The branches are passed to :meth:`forward` instead of being owned here,
     as mmdet's ``DeformableDetrTransformerDecoder`` takes ``reg_branches``:
