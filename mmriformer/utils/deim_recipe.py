@@ -131,6 +131,10 @@ MOSAIC = dict(
     use_cache=True,
     max_cached_images=50,
     random_pop=True)
+# DEIM's decoder activation (rt_deim.yml, RTDETRTransformerv2: activation
+# and mlp_act silu): in the FFNs, the query position MLP and the box
+# branches.
+SILU = dict(type='SiLU')
 # DEIM's MAL (rt_deim.yml: gamma 1.5, loss_mal 1; no mal_alpha, so 1).
 MAL = dict(
     type='MatchabilityAwareLoss',
@@ -157,12 +161,17 @@ def deim_changes(base: dict,
     (``configs/base/rt_deim.yml`` and ``configs/deim_rtdetrv2/*.yml``):
 
     - MAL as the classification loss (:data:`MAL`);
+    - DEIM's decoder: SiLU (:data:`SILU`) in the layers' FFNs, the query
+      position MLP and the box branches, and the query position MLP of 3
+      layers (``query_pos_method='as_reg'``);
     - a PResNet backbone with nothing frozen and its BatchNorms trained;
     - Dense O2O: :data:`MOSAIC` after ``LoadAnnotations`` and the policy
       stages (:func:`deim_policy`) at ``[start_epoch, flat_epoch,
       stop_epoch]``, mosaic probability 0.5; ``DEIMBatchMixUp`` (prob 0.5)
       in ``[start_epoch, flat_epoch)``; multi-scale batches until
       ``stop_epoch``;
+    - the backbone's norms at the base lr (``norm_lr_mult`` of
+      :class:`~mmriformer.engine.DecayPolicyOptimWrapperConstructor`);
     - AdamW at ``lr`` and ``FlatCosineLR`` (``lr_gamma`` 0.5), flat until
       ``flat_epoch``, at its minimum for the last ``no_aug_epoch`` epochs.
 
@@ -220,13 +229,21 @@ def deim_changes(base: dict,
         augments.append(
             dict(type='BatchRandomChoiceResize', stop_epoch=stop_epoch))
     model['data_preprocessor']['batch_augments'] = augments
-    model['bbox_head'] = dict(loss_cls=dict(MAL, _delete_=True))
+    model['decoder']['layer_cfg']['act_cfg'] = SILU
+    model['decoder'].update(
+        query_pos_method='as_reg', query_pos_act_cfg=SILU)
+    model['bbox_head'] = dict(
+        loss_cls=dict(MAL, _delete_=True), reg_act_cfg=SILU)
     if base.model.backbone.type == 'PResNet':
         model['backbone'] = dict(
             frozen_stages=-1,
             norm_cfg=dict(type='BN', requires_grad=True),
             norm_eval=False)
     optim_wrapper['optimizer'] = dict(lr=lr)
+    # DEIM's group '^(?=.*backbone)(?!.*norm).*$': the backbone's lr_mult
+    # spares its norms.
+    keys = optim_wrapper['paramwise_cfg'].setdefault('custom_keys', {})
+    keys.setdefault('backbone', {})['norm_lr_mult'] = 1.0
 
     param_scheduler = [
         dict(type='FlatCosineLR', warmup_iter=warmup_iter,

@@ -2,16 +2,20 @@
 """The DEIM configs: their recipe against DEIM's official one, that each
 builds and trains, and the CPU demo's stages in a real Runner."""
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
+from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
+from torch import nn
 
 from mmriformer.apis import build_model
-from mmriformer.testing import make_det_samples
+from mmriformer.converters.rtdetr import rename_official
+from mmriformer.testing import make_det_samples, official_presnet_state
 
 ROOT = Path(__file__).parents[2]
 DEMO = ROOT / 'configs/demo/deim_riformer_s12_shapes.py'
@@ -42,11 +46,22 @@ DEIM = {
 # 0.5, mixup_prob 0.5, lr_gamma 0.5, warmup_iter 2000, the loss weights
 # {loss_mal: 1, loss_bbox: 5, loss_giou: 2} and gamma 1.5 (MAL's alpha is
 # not set: 1), PResNet freeze_at -1 and freeze_norm False.
+# Its RTDETRTransformerv2 block: activation silu, mlp_act silu and
+# query_pos_method as_reg, which engine/deim/rtdetrv2_decoder.py reads as:
+# the decoder layers' FFN activation; the activation of the MLPs
+# query_pos_head, enc_bbox_head and dec_bbox_head (our box branches);
+# query_pos_head = MLP(4, hidden_dim, hidden_dim, 3) (else RT-DETR's
+# MLP(4, 2 * hidden_dim, hidden_dim, 2)).
 # configs/base/rtdetrv2_r50vd.yml: the matcher's weights {cost_class: 2,
 # cost_bbox: 5, cost_giou: 2}, alpha 0.25, gamma 2.0; num_points [4, 4, 4].
 # configs/runtime.yml: sync_bn True. configs/base/rt_optimizer.yml:
 # total_batch_size 16, clip_max_norm 0.1, EMA decay 0.9999 with warmups
 # 2000.
+# The yml files' optimizer.params, the groups by regex on the official
+# parameter names (R18's has only the second: its backbone is at the base
+# lr, the same as the first with the base lr).
+BACKBONE_GROUP = '^(?=.*backbone)(?!.*norm).*$'
+NORM_GROUP = '^(?=.*(?:norm|bn)).*$'
 MOSAIC = dict(type='DEIMMosaic', output_size=320, rotation_range=10,
               translation_range=(0.1, 0.1), scaling_range=(0.5, 1.5),
               probability=1.0, fill_value=0, use_cache=True,
@@ -82,6 +97,7 @@ def test_deim_recipe(config):
     paramwise = optim.paramwise_cfg
     assert optim.optimizer.lr * paramwise.custom_keys['backbone'].lr_mult \
         == pytest.approx(backbone_lr, rel=1e-12)
+    assert paramwise.custom_keys['backbone'].norm_lr_mult == 1
     assert paramwise.norm_decay_mult == 0
     assert paramwise.bias_decay_mult == paramwise.flat_decay_mult == 1
     assert cfg.train_dataloader.batch_size * 4 == \
@@ -118,10 +134,56 @@ def test_deim_recipe(config):
     assert model.decoder.num_layers == num_layers
     assert model.decoder.layer_cfg.num_points == [4, 4, 4]
     assert model.decoder.eval_idx in (-1, num_layers - 1)
+    assert model.decoder.layer_cfg.act_cfg == dict(type='SiLU')
+    assert model.decoder.query_pos_method == 'as_reg'
+    assert model.decoder.query_pos_act_cfg == dict(type='SiLU')
+    assert model.bbox_head.reg_act_cfg == dict(type='SiLU')
     assert model.backbone.frozen_stages == -1
     if model.backbone.type == 'PResNet':
         assert model.backbone.norm_cfg.requires_grad
         assert not model.backbone.norm_eval
+
+
+def official_names(model, backbone: dict) -> dict:
+    """Our parameter names to the official ones where DEIM's regexes need
+    them: the norms named 'norm' or 'bn'.
+
+    Ours are so named but for the PResNet's stem and shortcut norms (indices
+    in ``nn.Sequential``), mapped by the converter's rules from the
+    official layout, and ``memory_proj.1``, the official
+    ``decoder.enc_output.norm``. The RIFormers' norms are ``norm*``.
+    """
+    names = {name: name for name, _ in model.named_parameters()}
+    if backbone.type == 'PResNet':
+        state = {f'backbone.{k}': v
+                 for k, v in official_presnet_state(backbone.depth).items()}
+        names.update((ours, official) for ours, (official, _) in
+                     rename_official(state).items() if ours in names)
+    for key in ('weight', 'bias'):
+        names[f'memory_proj.1.{key}'] = f'decoder.enc_output.norm.{key}'
+    return names
+
+
+@pytest.mark.parametrize('config', sorted(DEIM))
+def test_deim_param_groups_are_the_official_regexes(config):
+    """Each parameter's lr and weight decay from the built optimizer, as
+    DEIM's groups give them on the official names."""
+    backbone_lr = DEIM[config][3]
+    cfg = Config.fromfile(ROOT / 'configs/deim' / config)
+    model = build_model(cfg, pretrained=False)
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    group_of = {id(p): g for g in optimizer.param_groups for p in g['params']}
+    names = official_names(model, cfg.model.backbone)
+    for name, param in model.named_parameters():
+        official = names[name]
+        in_backbone = bool(re.findall(BACKBONE_GROUP, official))
+        in_norms = bool(re.findall(NORM_GROUP, official))
+        # The official optimizer refuses a parameter in two groups.
+        assert not (in_backbone and in_norms), official
+        group = group_of[id(param)]
+        assert group['lr'] == pytest.approx(
+            backbone_lr if in_backbone else 2e-4, rel=1e-12), name
+        assert group['weight_decay'] == (0 if in_norms else 1e-4), name
 
 
 @pytest.mark.parametrize('config', sorted(DEIM))
@@ -138,6 +200,13 @@ def test_deim_model_builds_and_trains(config):
     assert all(torch.isfinite(v).all() for v in losses.values())
     sum(losses.values()).backward()
     assert model.decoder.layers[0].cross_attn.value_proj.weight.grad.any()
+    # DEIM's decoder, built.
+    assert all(type(layer.activate) is nn.SiLU
+               for layer in model.decoder.layers)
+    assert len(model.decoder.query_pos_head.layers) == 3
+    assert type(model.decoder.query_pos_head.activate) is nn.SiLU
+    assert all(type(branch[1]) is nn.SiLU
+               for branch in model.bbox_head.reg_branches)
 
 
 def test_deim_demo_halves_the_rtdetr_demo():

@@ -1,6 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """DecayPolicyOptimWrapperConstructor: custom keys keep the decay policies,
-where mmengine's default constructor drops them."""
+where mmengine's default constructor drops them, and may spare their norms
+their lr_mult."""
 from mmengine.optim import build_optim_wrapper
 from torch import nn
 
@@ -62,3 +63,20 @@ def test_explicit_decay_mult_wins():
                  {'backbone': dict(lr_mult=0.1, decay_mult=2.)})
     assert got['backbone.1.weight'] == (1e-5, 2 * WD)
     assert got['backbone.0.bias'] == (1e-5, 2 * WD)
+
+
+def test_norm_lr_mult_of_a_key():
+    """DEIM's groups: the backbone's lr lowered, but not its norm's."""
+    got = groups('DecayPolicyOptimWrapperConstructor',
+                 {'backbone': dict(lr_mult=0.1, norm_lr_mult=1.0)})
+    assert {k: v for k, v in got.items() if k.startswith('backbone')} == {
+        'backbone.0.weight': (1e-5, WD),
+        'backbone.0.bias': (1e-5, 0.),
+        'backbone.1.weight': (1e-4, 0.),
+        'backbone.1.bias': (1e-4, 0.),
+    }
+    without = groups('DecayPolicyOptimWrapperConstructor',
+                     {'backbone': dict(lr_mult=0.1)})
+    assert {k: v for k, v in got.items() if not k.startswith('backbone.1')
+            } == {k: v for k, v in without.items()
+                  if not k.startswith('backbone.1')}

@@ -117,8 +117,8 @@ def reg_branch_key(branch: Union[int, str], layer: str, rest: str) -> str:
     Returns:
         str: ``bbox_head.reg_branches.{branch}.{2 * layer}.{rest}``.
     """
-    # Our branches are Sequentials with a ReLU after each Linear but the
-    # last, so MLP layer i is module 2 * i.
+    # Our branches are Sequentials with an activation (ReLU, or DEIM's
+    # SiLU) after each Linear but the last, so MLP layer i is module 2 * i.
     return f'bbox_head.reg_branches.{branch}.{2 * int(layer)}.{rest}'
 
 

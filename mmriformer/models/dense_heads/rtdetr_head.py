@@ -3,6 +3,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmcv.cnn import build_activation_layer
 from mmdet.models.dense_heads import DINOHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
@@ -34,10 +35,31 @@ class RTDETRHead(DINOHead):
 
     Args:
         *args: See :class:`mmdet.models.dense_heads.DINOHead`.
+        reg_act_cfg (dict): mmcv config of the activation between the box
+            branches' linear layers; DEIM's ``mlp_act: silu`` is
+            ``dict(type='SiLU')``. Defaults to ``dict(type='ReLU')``,
+            mmdet's.
         **kwargs: See :class:`mmdet.models.dense_heads.DINOHead`. In a
             config, leave ``num_pred_layer`` out: the detector
             (:class:`RTDETR`) sets it from its decoder.
     """
+
+    def __init__(self,
+                 *args,
+                 reg_act_cfg: dict = dict(type='ReLU'),
+                 **kwargs) -> None:
+        # mmdet's __init__ builds the branches (_init_layers).
+        self.reg_act_cfg = reg_act_cfg
+        super().__init__(*args, **kwargs)
+
+    def _init_layers(self) -> None:
+        """mmdet's branches, with ``reg_act_cfg`` in place of the ReLUs of
+        the box branches (no parameters, so the same checkpoint keys)."""
+        super()._init_layers()
+        for branch in self.reg_branches:
+            for i, module in enumerate(branch):
+                if isinstance(module, nn.ReLU):
+                    branch[i] = build_activation_layer(self.reg_act_cfg)
 
     def init_weights(self) -> None:
         """Initialise as RT-DETR does: each layer's branches drawn on their

@@ -3,6 +3,7 @@ from .aifi_layer import AIFILayer
 from .csp_rep_layer import CSPRepLayer
 from .decoder_input_proj import DecoderInputProjection
 from .denoising import RTDETRCdnQueryGenerator
+from .mlp import MLP
 from .ms_deform_attn import (MSDeformableAttention,
                              multi_scale_deformable_attn,
                              multi_scale_deformable_attn_discrete)
@@ -13,7 +14,7 @@ from .riformer_block import RIFormerBlock
 from .rtdetr_decoder import RTDETRDecoder, RTDETRDecoderLayer
 
 __all__ = [
-    'LayerNorm2d', 'build_affine_free_norm', 'MSDeformableAttention',
+    'LayerNorm2d', 'build_affine_free_norm', 'MLP', 'MSDeformableAttention',
     'multi_scale_deformable_attn', 'multi_scale_deformable_attn_discrete',
     'RTDETRDecoder', 'RTDETRDecoderLayer',
     'AIFILayer', 'CSPRepLayer', 'DecoderInputProjection',

@@ -3,20 +3,22 @@
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
-from mmdet.models.layers import MLP, inverse_sigmoid
+from mmcv.cnn import build_activation_layer
+from mmdet.models.layers import inverse_sigmoid
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from ..utils.precision import at_least_float32
+from .mlp import MLP
 from .ms_deform_attn import MSDeformableAttention, SpatialShapes
 
 
 class RTDETRDecoderLayer(nn.Module):
     """RT-DETR's post-norm decoder layer.
 
-    Self-attention, deformable cross-attention and a ReLU feed-forward
-    network, each followed by dropout, the residual sum and a LayerNorm.
+    Self-attention, deformable cross-attention and a feed-forward network
+    (ReLU; DEIM's SiLU by ``act_cfg``), each followed by dropout, the
+    residual sum and a LayerNorm.
 
     Submodule names follow RT-DETR's ``TransformerDecoderLayer``
     (``self_attn``, ``norm1``, ``cross_attn``, ``norm2``, ``linear1``,
@@ -39,6 +41,9 @@ class RTDETRDecoderLayer(nn.Module):
             RT-DETRv2's deployment option); see
             :class:`MSDeformableAttention`'s ``method``. Defaults to
             ``'default'``.
+        act_cfg (dict): mmcv config of the FFN's activation; DEIM's
+            ``activation: silu`` is ``dict(type='SiLU')``. Defaults to
+            ``dict(type='ReLU')``.
     """
 
     def __init__(self,
@@ -48,7 +53,8 @@ class RTDETRDecoderLayer(nn.Module):
                  dropout: float = 0.,
                  num_levels: int = 3,
                  num_points: Union[int, Sequence[int]] = 4,
-                 cross_attn_method: str = 'default') -> None:
+                 cross_attn_method: str = 'default',
+                 act_cfg: dict = dict(type='ReLU')) -> None:
         super().__init__()
         self.embed_dims = embed_dims
         self.self_attn = nn.MultiheadAttention(
@@ -64,6 +70,7 @@ class RTDETRDecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(embed_dims)
         self.linear1 = nn.Linear(embed_dims, feedforward_channels)
+        self.activate = build_activation_layer(act_cfg)
         self.dropout3 = nn.Dropout(dropout)
         self.linear2 = nn.Linear(feedforward_channels, embed_dims)
         self.dropout4 = nn.Dropout(dropout)
@@ -109,7 +116,8 @@ class RTDETRDecoderLayer(nn.Module):
                                    spatial_shapes, value_mask)
         query = self.norm2(query + self.dropout2(attended))
 
-        ffn_out = self.linear2(self.dropout3(F.relu(self.linear1(query))))
+        ffn_out = self.linear2(
+            self.dropout3(self.activate(self.linear1(query))))
         query = query + self.dropout4(ffn_out)
         # Keep the sum finite in float16 under AMP (RT-DETR PR #464).
         return self.norm3(query.clamp(min=-65504, max=65504))
@@ -121,8 +129,11 @@ class RTDETRDecoder(nn.Module):
 
     Each layer takes the boxes of the previous one as reference points and
     as the input of ``query_pos_head`` (an MLP on the box, not a sine
-    embedding). After the layer, ``reg_branches[i]`` predicts a box delta in
-    logit space and ``cls_branches[i]`` the class logits.
+    embedding: RT-DETR's of 2 layers, hidden width ``2 * embed_dims``, or
+    DEIM's ``query_pos_method: as_reg`` of 3 layers of ``embed_dims``, the
+    shape of the box branches). After the layer, ``reg_branches[i]``
+    predicts a box delta in logit space and ``cls_branches[i]`` the class
+    logits.
 
     The branches are passed to :meth:`forward` instead of being owned here,
     as mmdet's ``DeformableDetrTransformerDecoder`` takes ``reg_branches``:
@@ -143,19 +154,38 @@ class RTDETRDecoder(nn.Module):
             :class:`RTDETRDecoderLayer`. Defaults to None (its defaults).
         eval_idx (int): Index of the last layer run in eval mode; negative
             values count from the end. Defaults to -1 (all layers).
+        query_pos_method (str): The layout of ``query_pos_head``:
+            ``'default'`` (RT-DETR's) or ``'as_reg'`` (DEIM's). Defaults to
+            ``'default'``.
+        query_pos_act_cfg (dict): mmcv config of ``query_pos_head``'s
+            activation; DEIM's ``mlp_act: silu`` is ``dict(type='SiLU')``.
+            Defaults to ``dict(type='ReLU')``.
     """
 
     def __init__(self,
                  num_layers: int = 6,
                  layer_cfg: Optional[dict] = None,
-                 eval_idx: int = -1) -> None:
+                 eval_idx: int = -1,
+                 query_pos_method: str = 'default',
+                 query_pos_act_cfg: dict = dict(type='ReLU')) -> None:
         super().__init__()
         layer_cfg = layer_cfg or {}
         self.num_layers = num_layers
         self.layers = nn.ModuleList(
             RTDETRDecoderLayer(**layer_cfg) for _ in range(num_layers))
         self.embed_dims = self.layers[0].embed_dims
-        self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2)
+        # (hidden width, layers) of each layout.
+        layouts = {
+            'default': (2 * self.embed_dims, 2),
+            'as_reg': (self.embed_dims, 3)
+        }
+        if query_pos_method not in layouts:
+            raise ValueError(
+                f'query_pos_method must be one of {sorted(layouts)}, got '
+                f'{query_pos_method!r}')
+        hidden_dims, pos_layers = layouts[query_pos_method]
+        self.query_pos_head = MLP(4, hidden_dims, self.embed_dims, pos_layers,
+                                  query_pos_act_cfg)
         self.eval_idx = eval_idx
         self.init_weights()
 
@@ -174,13 +204,14 @@ class RTDETRDecoder(nn.Module):
     def init_weights(self) -> None:
         """Initialise as RT-DETR does.
 
-        Xavier on the query position head and the deformable attentions'
-        own scheme; everything else keeps PyTorch's defaults. A detector that
-        applies a blanket Xavier to the decoder (as mmdet's DINO does) must
-        call this afterwards to restore the sampling offsets and the
-        uniform attention weights.
+        Xavier on the first two layers of the query position head (all of
+        RT-DETR's; DEIM's third keeps PyTorch's default, as in its code) and
+        the deformable attentions' own scheme; everything else keeps
+        PyTorch's defaults. A detector that applies a blanket Xavier to the
+        decoder (as mmdet's DINO does) must call this afterwards to restore
+        the sampling offsets and the uniform attention weights.
         """
-        for layer in self.query_pos_head.layers:
+        for layer in self.query_pos_head.layers[:2]:
             nn.init.xavier_uniform_(layer.weight)
         for layer in self.layers:
             layer.cross_attn.init_weights()

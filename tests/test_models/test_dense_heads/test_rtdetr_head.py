@@ -1,22 +1,24 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """RTDETRHead's post-processing: one selection for ``predict`` and the
-export, equal to mmdet's DETR post-processing."""
+export, equal to mmdet's DETR post-processing; its box branches' activation
+(DEIM's SiLU)."""
 import pytest
 import torch
 from mmdet.models.dense_heads import DETRHead
 from mmdet.registry import MODELS
+from torch import nn
 
 from mmriformer.models.utils import topk_detections
 
 NUM_CLASSES = 3
 
 
-def head(**test_cfg):
+def head(reg_act_cfg=dict(type='ReLU'), **test_cfg):
     return MODELS.build(
         dict(type='RTDETRHead', num_classes=NUM_CLASSES, embed_dims=8,
              num_pred_layer=2, as_two_stage=True,
              loss_cls=dict(type='RTDETRVarifocalLoss', use_sigmoid=True),
-             test_cfg=test_cfg))
+             reg_act_cfg=reg_act_cfg, test_cfg=test_cfg))
 
 
 def outputs(batch=2, queries=10):
@@ -60,3 +62,15 @@ def test_predict_by_feat_equals_mmdet(rescale, max_per_img):
         assert len(result) == (max_per_img or boxes.shape[2])
         for key in ('labels', 'scores', 'bboxes'):
             assert torch.equal(result.get(key), expected.get(key)), key
+
+
+def test_box_branches_take_the_activation():
+    """mmdet's box branches (Linear, ReLU, Linear, ReLU, Linear) by
+    default; DEIM's SiLU in place of the ReLUs, with the same keys."""
+    relu, silu = head(), head(reg_act_cfg=dict(type='SiLU'))
+    for branches, act in ((relu.reg_branches, nn.ReLU),
+                          (silu.reg_branches, nn.SiLU)):
+        for branch in branches:
+            assert [type(m) for m in branch[1::2]] == [act, act]
+            assert all(isinstance(m, nn.Linear) for m in branch[::2])
+    assert relu.state_dict().keys() == silu.state_dict().keys()

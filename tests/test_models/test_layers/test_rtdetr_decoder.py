@@ -1,6 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 from mmdet.models.layers import MLP
 from mmdet.registry import MODELS
 from torch import nn
@@ -20,14 +23,15 @@ LAYER_CFG = dict(
     num_points=2)
 
 
-def build_decoder(eval_idx=-1, seed=0):
+def build_decoder(eval_idx=-1, seed=0, layer_cfg=LAYER_CFG, **kwargs):
     torch.manual_seed(seed)
     decoder = MODELS.build(
         dict(
             type='RTDETRDecoder',
             num_layers=NUM_LAYERS,
-            layer_cfg=LAYER_CFG,
-            eval_idx=eval_idx))
+            layer_cfg=layer_cfg,
+            eval_idx=eval_idx,
+            **kwargs))
     assert isinstance(decoder, RTDETRDecoder)
     return decoder
 
@@ -85,8 +89,37 @@ def test_query_pos_head_and_init():
         assert (layer.cross_attn.attention_weights.weight == 0).all()
 
 
-def test_layer_is_post_norm_with_pos_on_queries_and_keys():
-    layer = build_decoder().layers[0].eval()
+def test_deim_query_pos_head():
+    """DEIM's ``query_pos_method: as_reg`` with ``mlp_act: silu``: 3 layers
+    of embed_dims with SiLU between them; Xavier on the first two only, as
+    the official ``_reset_parameters``."""
+    decoder = build_decoder(query_pos_method='as_reg',
+                            query_pos_act_cfg=dict(type='SiLU'))
+    head = decoder.query_pos_head
+    assert [(m.in_features, m.out_features) for m in head.layers] == [
+        (4, EMBED_DIMS), (EMBED_DIMS, EMBED_DIMS), (EMBED_DIMS, EMBED_DIMS)]
+    boxes = torch.rand(2, 7, 4)
+    first, second, third = head.layers
+    torch.testing.assert_close(
+        head(boxes), third(F.silu(second(F.silu(first(boxes))))))
+    # PyTorch's default draws the third within 1 / sqrt(fan_in), which
+    # Xavier's bound sqrt(6 / (fan_in + fan_out)) exceeds at these sizes.
+    default_bound = 1 / math.sqrt(EMBED_DIMS)
+    assert third.weight.abs().max() <= default_bound
+    assert second.weight.abs().max() > default_bound
+
+
+def test_unknown_query_pos_method():
+    with pytest.raises(ValueError, match="'as_reg', 'default'"):
+        build_decoder(query_pos_method='sine')
+
+
+@pytest.mark.parametrize('act_cfg,act', [({}, F.relu),
+                                         (dict(type='SiLU'), F.silu)])
+def test_layer_is_post_norm_with_pos_on_queries_and_keys(act_cfg, act):
+    """With RT-DETR's ReLU (the default) or DEIM's SiLU in the FFN."""
+    layer_cfg = dict(LAYER_CFG, act_cfg=act_cfg) if act_cfg else LAYER_CFG
+    layer = build_decoder(layer_cfg=layer_cfg).layers[0].eval()
     query, boxes, value = make_inputs()
     pos = torch.randn_like(query)
     with torch.no_grad():
@@ -100,8 +133,24 @@ def test_layer_is_post_norm_with_pos_on_queries_and_keys():
         x = query
         x = layer.norm1(x + layer.self_attn(x + pos, x + pos, x)[0])
         x = layer.norm2(x + layer.cross_attn(x + pos, boxes, value, SHAPES))
-        x = layer.norm3(x + layer.linear2(layer.linear1(x).relu()))
+        x = layer.norm3(x + layer.linear2(act(layer.linear1(x))))
     torch.testing.assert_close(got, x)
+
+
+def test_silu_ffn_differs_from_relu():
+    """The same weights (activations have none), other outputs."""
+    query, boxes, value = make_inputs()
+    relu, silu = (build_decoder(layer_cfg=dict(LAYER_CFG, act_cfg=dict(
+        type=act))).eval() for act in ('ReLU', 'SiLU'))
+    assert all(
+        torch.equal(a, b) for a, b in zip(relu.state_dict().values(),
+                                          silu.state_dict().values()))
+    with torch.no_grad():
+        outputs = [
+            run(decoder, build_branches(), query, boxes, value)[1]
+            for decoder in (relu, silu)
+        ]
+    assert not torch.allclose(*outputs)
 
 
 def test_layers_refine_the_previous_boxes():
