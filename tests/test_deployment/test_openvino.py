@@ -1,0 +1,189 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""OpenVINO IR of the tiny detector (``tiny`` of ``tests/conftest.py``) at
+64 x 64, checked against PyTorch.
+
+One export (through the CLI, with its own f32 verification on three
+generated 320 x 240 images) serves every test of the module.
+"""
+import json
+import os
+from pathlib import Path
+
+import onnx
+import openvino as ov
+import pytest
+import torch
+from helpers import run
+
+from mmriformer.apis import infer, infer_exported
+from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES as CLASSES
+from mmriformer.deployment import (DeployedDetector, OpenVINODetector,
+                                   compare_detections, export_openvino,
+                                   load_detector, preprocess, read_image,
+                                   verify_detector)
+from mmriformer.deployment.openvino_detector import TOLERANCES
+
+ROOT = Path(__file__).parents[2]
+EXPORT = ROOT / 'tools/deployment/export_openvino.py'
+INFER = ROOT / 'tools/infer.py'
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope='module')
+def exported(tiny, tmp_path_factory):
+    """The tiny detector in deploy form, its validation images and the IR
+    the CLI exported at 64 x 64 with a dynamic batch."""
+    root = tmp_path_factory.mktemp('openvino')
+    xml = root / 'tiny.xml'
+    proc = run(EXPORT, tiny['config'], tiny['ckpts']['good'], xml, '--size',
+               *SIZE, '--dynamic-batch', cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert 'f32, input 64x64, batch dynamic' in proc.stdout
+    assert 'OpenVINO (f32, ' in proc.stdout
+    assert 'matches PyTorch on 3 images' in proc.stdout
+    model, _, _ = load_detector(str(tiny['config']),
+                                str(tiny['ckpts']['good']))
+    images = [read_image(str(p))
+              for p in sorted((tiny['data'] / 'val').iterdir())]
+    return DeployedDetector(model), images, str(xml)
+
+
+def test_f32_equals_pytorch(exported):
+    """Scores to 1e-4, boxes to 0.1 px, alone and as a batch of two; the
+    weights stay float32 in the file."""
+    deployed, images, xml = exported
+    detector = OpenVINODetector(xml, 'f32', num_threads=1)
+    diffs = verify_detector(deployed, detector, images)
+    assert diffs['max_score_diff'] <= 1e-4 and diffs['max_box_diff'] <= 0.1
+    constants = [op.get_element_type() for op in
+                 ov.Core().read_model(xml).get_ordered_ops()
+                 if op.get_type_name() == 'Constant']
+    assert ov.Type.f32 in constants and ov.Type.f16 not in constants
+
+
+def test_metadata_round_trip(exported):
+    xml = exported[2]
+    detector = OpenVINODetector(xml)
+    assert detector.classes == CLASSES
+    assert (detector.input_size, detector.batch_size) == (SIZE, None)
+    # The exported precision and all the CPUs of the process, unless told.
+    assert detector.precision == 'f32'
+    assert detector.num_threads == len(os.sched_getaffinity(0))
+    assert OpenVINODetector(xml, num_threads=1).num_threads == 1
+
+
+def test_bf16_is_close(exported):
+    """bf16 computes (it differs from float32) and its detections stay
+    within the loose bf16 tolerances (scores 0.05, boxes 2 px: bf16 keeps
+    8 significant bits; see ``TOLERANCES``)."""
+    deployed, images, xml = exported
+    if 'BF16' not in ov.Core().get_property('CPU',
+                                            'OPTIMIZATION_CAPABILITIES'):
+        with pytest.raises(ValueError, match='give the precision f32'):
+            OpenVINODetector(xml, 'bf16')
+        return
+    detector = OpenVINODetector(xml, 'bf16')
+    assert detector.precision == 'bf16'
+    diffs = verify_detector(deployed, detector, images, **TOLERANCES['bf16'])
+    assert diffs['max_score_diff'] > 1e-6
+
+
+def test_infer_backend_writes_the_same_files(tiny, exported, tmp_path):
+    """The OpenVINO backend of tools/infer.py writes what the PyTorch one
+    writes."""
+    xml = exported[2]
+    images = tiny['data'] / 'val'
+    torch_run = infer(
+        str(tiny['config']), str(tiny['ckpts']['good']), str(images),
+        str(tmp_path / 'pytorch'), score_thr=0,
+        cfg_options={'test_dataloader.dataset.pipeline.1.scale': SIZE})
+    ov_run = infer_exported(OpenVINODetector(xml), str(images),
+                            str(tmp_path / 'openvino'), score_thr=0)
+    written = json.loads((tmp_path / 'openvino/predictions.json').read_text())
+    assert written == ov_run
+    assert [p['image'] for p in ov_run] == [p['image'] for p in torch_run]
+
+    def tensors(prediction):
+        dets = prediction['detections']
+        return dict(scores=torch.tensor([d['score'] for d in dets]),
+                    labels=torch.tensor([d['label'] for d in dets]),
+                    bboxes=torch.tensor([d['bbox'] for d in dets]))
+
+    for ours, reference in zip(ov_run, torch_run, strict=True):
+        assert len(ours['detections']) == 20
+        assert all(d['class'] == CLASSES[d['label']]
+                   for d in ours['detections'])
+        compare_detections(tensors(ours), tensors(reference), SIZE)
+        assert (tmp_path / 'openvino/vis' / Path(ours['image']).name).is_file()
+
+
+def test_bad_input(tiny, exported, tmp_path):
+    deployed, images, xml = exported
+    with pytest.raises(FileNotFoundError, match='IR .*missing.xml does not'):
+        OpenVINODetector(str(tmp_path / 'missing.xml'))
+    for path in (tiny['config'], tiny['ckpts']['good']):
+        with pytest.raises(ValueError, match=(
+                r'is not an OpenVINO IR .*: an IR is a \.xml file')):
+            OpenVINODetector(str(path))
+    not_ir = tmp_path / 'notes.xml'
+    not_ir.write_text('<notes/>')
+    not_ir.with_suffix('.bin').write_bytes(b'')
+    with pytest.raises(ValueError, match='OpenVINO cannot read it'):
+        OpenVINODetector(str(not_ir))
+    not_ir.with_suffix('.bin').unlink()
+    with pytest.raises(FileNotFoundError, match=r'notes\.bin of the'):
+        OpenVINODetector(str(not_ir))
+    # A valid IR with another interface.
+    onnx_file = tmp_path / 'identity.onnx'
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node('Identity', ['x'], ['y'])], 'identity',
+        [onnx.helper.make_tensor_value_info('x', onnx.TensorProto.FLOAT,
+                                            [1])],
+        [onnx.helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT,
+                                            [1])])
+    onnx.save(onnx.helper.make_model(graph), onnx_file)
+    ov.save_model(ov.convert_model(str(onnx_file)),
+                  str(tmp_path / 'identity.xml'))
+    with pytest.raises(ValueError, match=r"takes \('x',\) and gives"):
+        OpenVINODetector(str(tmp_path / 'identity.xml'))
+    with pytest.raises(ValueError, match="'fp16' is not offered"):
+        OpenVINODetector(xml, 'fp16')
+    with pytest.raises(ValueError, match='0 threads: give at least 1'):
+        OpenVINODetector(xml, num_threads=0)
+    # OpenVINO itself would run on inputs of another size.
+    inputs, sizes = preprocess(images, (32, 32))
+    with pytest.raises(ValueError, match='cannot run .* it takes'):
+        OpenVINODetector(xml)(inputs, sizes)
+    out = tmp_path / 'model'
+    with pytest.raises(ValueError, match='give a path ending in .xml'):
+        export_openvino(deployed, str(out), SIZE, {'classes': CLASSES})
+    with pytest.raises(ValueError, match="'int8' is not offered"):
+        export_openvino(deployed, f'{out}.xml', SIZE, {'classes': CLASSES},
+                        precision='int8')
+    assert not list(tmp_path.glob('model*'))
+
+
+def test_cli_refuses_outputs_before_the_work(tiny, exported, tmp_path):
+    """export_openvino.py checks the .bin as well as the .xml, and
+    infer.py --backend openvino keeps predictions.json without --force."""
+    xml = exported[2]
+    (tmp_path / 'model.bin').write_text('kept')
+    proc = run(EXPORT, tiny['config'], tiny['ckpts']['good'],
+               tmp_path / 'model.xml', cwd=ROOT)
+    assert proc.returncode != 0
+    assert 'model.bin exists and is not replaced' in proc.stderr
+    assert 'Wrote' not in proc.stdout
+    assert not (tmp_path / 'model.xml').exists()
+    assert (tmp_path / 'model.bin').read_text() == 'kept'
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'predictions.json').write_text('mine')
+    proc = run(INFER, '--backend', 'openvino', xml, tiny['data'] / 'val',
+               '--out-dir', out, '--precision', 'f32', '--num-threads', 1,
+               cwd=ROOT)
+    assert proc.returncode != 0
+    assert 'OpenVINO computes in f32 with 1 threads' in proc.stdout
+    assert 'predictions.json exists and is not replaced' in proc.stderr
+    assert (out / 'predictions.json').read_text() == 'mine'
+    assert not (out / 'vis').exists()
+
