@@ -18,9 +18,9 @@ from helpers import run
 from mmriformer.apis import infer, infer_exported
 from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES as CLASSES
 from mmriformer.deployment import (DeployedDetector, OpenVINODetector,
-                                   compare_detections, export_openvino,
-                                   load_detector, preprocess, read_image,
-                                   verify_detector)
+                                   compare_detections, evaluate_onnx,
+                                   export_openvino, load_detector, preprocess,
+                                   read_image, verify_detector)
 from mmriformer.deployment.openvino_detector import TOLERANCES
 
 ROOT = Path(__file__).parents[2]
@@ -115,6 +115,14 @@ def test_infer_backend_writes_the_same_files(tiny, exported, tmp_path):
                    for d in ours['detections'])
         compare_detections(tensors(ours), tensors(reference), SIZE)
         assert (tmp_path / 'openvino/vis' / Path(ours['image']).name).is_file()
+
+
+def test_evaluation(tiny, exported):
+    """The config's test metrics of the IR, as test_onnx.py --backend
+    openvino computes them."""
+    metrics = evaluate_onnx(OpenVINODetector(exported[2]), tiny['cfg'],
+                            progress=False)
+    assert 0 <= metrics['coco/bbox_mAP'] <= 1
 
 
 def test_bad_input(tiny, exported, tmp_path):
