@@ -286,27 +286,20 @@ def infer_onnxruntime(model: str,
                       score_thr: float = 0.3,
                       force: bool = False) -> List[dict]:
     """Detect objects in images with onnxruntime, draw and save them:
-    :func:`infer_exported` of the ONNX file ``model``.
+    :func:`infer_exported` of an ONNX file.
 
     Args:
         model (str): ONNX file written by
             ``tools/deployment/export_onnx.py``.
-        inputs (str): An image or a folder of images.
-        out_dir (str): Gets ``vis/`` (drawn images) and
-            ``predictions.json``.
-        score_thr (float): Keep and draw detections scoring above this.
-            Defaults to 0.3.
-        force (bool): Replace the files of ``out_dir`` this run writes.
-            Defaults to False.
+        inputs, out_dir, score_thr, force: As for :func:`infer_exported`.
 
     Returns:
         list[dict]: What ``predictions.json`` holds.
 
     Raises:
         FileNotFoundError: The model or the inputs do not exist.
-        ValueError: ``model`` is not an ONNX detector of export_onnx.py, an
-            output may not be written (see :func:`check_outputs`), or an
-            image cannot be decoded.
+        ValueError: ``model`` is not an ONNX detector of export_onnx.py, or
+            as for :func:`infer_exported`.
     """
     return infer_exported(ONNXRuntimeDetector(model), inputs, out_dir,
                           score_thr, force)
