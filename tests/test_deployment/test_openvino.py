@@ -1,10 +1,12 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """OpenVINO IR of the tiny detector (``tiny`` of ``tests/conftest.py``) at
-64 x 64, checked against PyTorch.
+64 x 64, checked against PyTorch, and of the COCO s12 at 160 x 160.
 
-One export (through the CLI, with its own f32 verification on three
-generated 320 x 240 images) serves every test of the module.
+One export of the tiny detector (through the CLI, with its own f32
+verification on three generated 320 x 240 images) serves the other tests
+of the module.
 """
+import argparse
 import json
 import os
 from pathlib import Path
@@ -12,19 +14,23 @@ from pathlib import Path
 import openvino as ov
 import openvino.opset13 as opset13
 import pytest
+import torch
 from helpers import assert_same_predictions, run
 
-from mmriformer.apis import infer, infer_exported
+from mmriformer.apis import build_model, infer, infer_exported
 from mmriformer.datasets.synthetic_shapes import DEFAULT_CLASSES as CLASSES
 from mmriformer.deployment import (DeployedDetector, OpenVINODetector,
                                    evaluate_onnx, export_openvino,
                                    load_detector, preprocess, read_image,
                                    verify_detector)
+from mmriformer.deployment.cli import open_exported, verification_images
 from mmriformer.deployment.openvino_detector import TOLERANCES
+from mmriformer.models import switch_to_deploy
+from mmriformer.testing import randomize_
 
 ROOT = Path(__file__).parents[2]
 EXPORT = ROOT / 'tools/deployment/export_openvino.py'
-INFER = ROOT / 'tools/infer.py'
+S12 = str(ROOT / 'configs/rtdetr_riformer_s12.py')
 SIZE = (64, 64)
 
 
@@ -58,6 +64,25 @@ def test_f32_equals_pytorch(exported):
                  ov.Core().read_model(xml).get_ordered_ops()
                  if op.get_type_name() == 'Constant']
     assert ov.Type.f32 in constants and ov.Type.f16 not in constants
+
+
+@pytest.mark.slow
+def test_s12_f32_equals_pytorch(tmp_path):
+    """The COCO s12 (ImageNet's normalisation folded into the graph) at
+    160 x 160, the smallest size with a token for each of its 300 queries:
+    OpenVINO f32 equals PyTorch on three generated 320 x 240 images."""
+    torch.manual_seed(0)
+    model = build_model(S12, {'model.data_preprocessor.batch_augments': None})
+    # Layer scales away from their initial 1e-5, so that the blocks count.
+    randomize_(model.backbone)
+    randomize_(model.neck, seed=1)
+    deployed = DeployedDetector(switch_to_deploy(model).eval())
+    classes = tuple(f'class{i}' for i in range(80))
+    xml = export_openvino(deployed, str(tmp_path / 's12.xml'), (160, 160),
+                          {'classes': classes})
+    diffs = verify_detector(deployed, OpenVINODetector(xml, 'f32'),
+                            verification_images())
+    assert diffs['max_score_diff'] <= 1e-4 and diffs['max_box_diff'] <= 0.1
 
 
 def test_metadata_round_trip(exported):
@@ -150,10 +175,8 @@ def test_bad_input(tiny, exported, tmp_path):
     assert not list(tmp_path.glob('model*'))
 
 
-def test_cli_refuses_outputs_before_the_work(tiny, exported, tmp_path):
-    """export_openvino.py checks the .bin as well as the .xml, and
-    infer.py --backend openvino keeps predictions.json without --force."""
-    xml = exported[2]
+def test_cli_refuses_outputs_before_the_work(tiny, tmp_path):
+    """export_openvino.py checks the .bin as well as the .xml."""
     (tmp_path / 'model.bin').write_text('kept')
     proc = run(EXPORT, tiny['config'], tiny['ckpts']['good'],
                tmp_path / 'model.xml', cwd=ROOT)
@@ -162,15 +185,21 @@ def test_cli_refuses_outputs_before_the_work(tiny, exported, tmp_path):
     assert 'Wrote' not in proc.stdout
     assert not (tmp_path / 'model.xml').exists()
     assert (tmp_path / 'model.bin').read_text() == 'kept'
-    out = tmp_path / 'out'
-    out.mkdir()
-    (out / 'predictions.json').write_text('mine')
-    proc = run(INFER, '--backend', 'openvino', xml, tiny['data'] / 'val',
-               '--out-dir', out, '--precision', 'f32', '--num-threads', 1,
-               cwd=ROOT)
-    assert proc.returncode != 0
-    assert 'OpenVINO computes in f32 with 1 threads' in proc.stdout
-    assert 'predictions.json exists and is not replaced' in proc.stderr
-    assert (out / 'predictions.json').read_text() == 'mine'
-    assert not (out / 'vis').exists()
 
+
+def test_runtime_arguments(tiny, exported, tmp_path, capsys):
+    """What infer.py and test_onnx.py do with --backend openvino
+    --precision f32 --num-threads 1; infer.py then keeps predictions.json
+    without --force."""
+    args = argparse.Namespace(backend='openvino', precision='f32',
+                              num_threads=1)
+    detector = open_exported(args, exported[2])
+    assert (detector.precision, detector.num_threads) == ('f32', 1)
+    assert 'OpenVINO computes in f32 with 1 threads' in capsys.readouterr(
+    ).out
+    (tmp_path / 'predictions.json').write_text('mine')
+    with pytest.raises(ValueError, match='predictions.json exists and is '
+                       'not replaced'):
+        infer_exported(detector, str(tiny['data'] / 'val'), str(tmp_path))
+    assert (tmp_path / 'predictions.json').read_text() == 'mine'
+    assert not (tmp_path / 'vis').exists()
