@@ -36,11 +36,12 @@ PRECISIONS = ('f32', 'bf16')
 PRECISION_KEY = 'inference_precision'
 # How close to PyTorch an IR must detect, per precision (arguments of
 # verify_detector). float32 as the ONNX export. bf16 keeps 8 significant
-# bits: on the random-weight tiny detector of the tests at 64 x 64, the
-# scores of the same detections moved by up to 2.3e-3 and their boxes by
-# 0.02 px, and 1 of its 20 queries was another (a near-tie of the query
-# selection). Scores to 0.05, boxes to 2 px and a tenth of the detections
-# without a partner are a loose check, until trained models are measured.
+# bits: on the random-weight tiny detector of the tests (64 x 64 input),
+# the scores of the same detections moved by up to 6.3e-3 and their boxes
+# by 0.25 px (on 320 x 240 images), and on one image 1 of its 20 queries
+# was another (a near-tie of the query selection). Scores to 0.05, boxes
+# to 2 px and a tenth of the detections without a partner are a loose
+# check, until trained models are measured.
 TOLERANCES = {
     'f32': dict(score_tol=1e-4, box_tol=0.1),
     'bf16': dict(score_tol=0.05, box_tol=2., max_unmatched=0.1),
