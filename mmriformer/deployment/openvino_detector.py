@@ -180,8 +180,8 @@ class OpenVINODetector(ExportedDetector):
         if not path.endswith('.xml'):
             raise ValueError(
                 f'{not_ours}: an IR is a .xml file with its .bin beside it '
-                f'(an ONNX file runs with onnxruntime, or converts to an IR '
-                f'with export_openvino.py).')
+                f'(an ONNX file runs with onnxruntime; export_openvino.py '
+                f'writes an IR from the config and the checkpoint).')
         if not osp.isfile(weights_file(path)):
             raise FileNotFoundError(
                 f'The weights {weights_file(path)} of the OpenVINO IR {path} '
@@ -215,12 +215,17 @@ class OpenVINODetector(ExportedDetector):
         self.input_size = (shape[2].get_length(), shape[3].get_length())
         self.batch_size = shape[0].get_length() if shape[0].is_static \
             else None
-        compiled = core.compile_model(
-            model, 'CPU', {
-                'INFERENCE_PRECISION_HINT': self.precision,
-                'INFERENCE_NUM_THREADS': self.num_threads,
-                'NUM_STREAMS': 1
-            })
+        try:
+            compiled = core.compile_model(
+                model, 'CPU', {
+                    'INFERENCE_PRECISION_HINT': self.precision,
+                    'INFERENCE_NUM_THREADS': self.num_threads,
+                    'NUM_STREAMS': 1
+                })
+        except RuntimeError as error:  # OpenVINO's exceptions
+            raise ValueError(f'OpenVINO cannot compile {path} for this CPU '
+                             f'in {self.precision} with {self.num_threads} '
+                             f'threads: {error}') from error
         # A CPU without bf16 instructions computes in float32 instead.
         used = compiled.get_property('INFERENCE_PRECISION_HINT')
         if used.get_type_name() != self.precision:
