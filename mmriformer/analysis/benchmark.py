@@ -36,6 +36,7 @@ speed-up of each of our rows over the peer row of the same device, dtype,
 batch and size.
 """
 import copy
+import json
 import math
 import os
 import os.path as osp
@@ -58,7 +59,7 @@ from ..deployment import (DeployedDetector, ONNXRuntimeDetector,
                           read_image)
 from ..models.utils.onednn import onednn_enabled
 from ..testing import randomize_
-from ..utils.cli_checks import check_output_file, earlier_records
+from ..utils.cli_checks import check_output_file
 from .complexity import build_detector, deploy_copy
 
 # The form of the detector each backend runs (the onnxruntime ones run
@@ -588,8 +589,13 @@ def load_peer_rows(path: str) -> List[dict]:
     Raises:
         ValueError: The file is not such a list.
     """
-    rows = earlier_records(path, ROW_KEYS)
-    if rows is None:
+    try:
+        with open(path) as f:
+            rows = json.load(f)
+    except (ValueError, UnicodeDecodeError):
+        rows = None
+    if not (isinstance(rows, list) and rows and all(
+            isinstance(r, dict) and set(ROW_KEYS) <= set(r) for r in rows)):
         raise ValueError(f'--peer-json {path}: expected a JSON list of rows '
                          f'with {", ".join(ROW_KEYS)}.')
     return [dict(r, peer=True) for r in rows]

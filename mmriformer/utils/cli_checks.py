@@ -4,14 +4,10 @@ run: a missing config or checkpoint, and a work_dir where the Runner would
 write over the config itself, end in one line naming the fix instead of a
 traceback (or a lost config) later.
 
-:func:`earlier_records` tells the JSON results of an earlier run of an
-analysis tool (:mod:`mmriformer.analysis`) from a file of someone else's,
-which the tool does not write over.
 :func:`check_output_file` and :func:`check_output_folder` refuse a tool's
 output before the work: a missing folder is an error, and an existing file
 is replaced only with ``--force``."""
 import argparse
-import json
 import os.path as osp
 import sys
 from typing import Iterable, List, Optional
@@ -96,28 +92,6 @@ def exit_on_problems(argv: List[str], checkpoint: bool) -> None:
     problem = problems(argv, checkpoint)
     if problem:
         sys.exit(f'error: {problem}')
-
-
-def earlier_records(path: str, keys: Iterable[str]) -> Optional[List[dict]]:
-    """The records of ``path`` if it holds what a tool writes: a non-empty
-    JSON list of dicts that each have ``keys``; else None.
-
-    Args:
-        path (str): An existing file.
-        keys (Iterable[str]): Keys every record has.
-
-    Returns:
-        list[dict] | None: The records, or None for any other content.
-    """
-    try:
-        with open(path) as f:
-            content = json.load(f)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if isinstance(content, list) and content and all(
-            isinstance(r, dict) and set(keys) <= set(r) for r in content):
-        return content
-    return None
 
 
 def check_output_file(path: str, force: bool = False) -> None:

@@ -1,5 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""DEIM's augmentation policy ("Dense O2O") as pipelines and switch hooks.
+"""DEIM's recipe: its augmentation policy ("Dense O2O") as pipelines and
+switch hooks (:func:`deim_policy`), and the whole recipe for RT-DETRv2 as
+changes to an RT-DETR config (:func:`deim_changes`, called by
+``configs/deim/*.py`` as ``configs/rtdetrv2_*.py`` call
+``rtdetrv2_changes``).
 
 DEIM switches augmentations by epoch, ``policy.epoch: [a, b, c]`` with
 ``policy.ops`` (0-based epochs):
@@ -24,7 +28,9 @@ The rest of DEIM's schedule needs no hook: the batch mixup is
 the epoch from mmengine's ``MessageHub``.
 """
 from numbers import Real
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
+
+from .rtdetrv2_recipe import rtdetrv2_changes
 
 # DEIM's policy ops, by our names: mmdet's Expand is RT-DETR's zoom-out.
 POLICY_OPS = ('DEIMMosaic', 'RandomPhotometricDistort', 'Expand',
@@ -110,3 +116,140 @@ def deim_policy(pipeline: List[dict],
              switch_pipeline=stage) for epoch, stage in zip(epochs, stages)
     ]
     return off, hooks
+
+
+# DEIM's mosaic (configs/base/rt_deim.yml), from its cache: inside the
+# policy's RandomChoice it gets no mix_results (see deim_policy).
+MOSAIC = dict(
+    type='DEIMMosaic',
+    output_size=320,
+    rotation_range=10,
+    translation_range=(0.1, 0.1),
+    scaling_range=(0.5, 1.5),
+    probability=1.0,
+    fill_value=0,
+    use_cache=True,
+    max_cached_images=50,
+    random_pop=True)
+# DEIM's MAL (rt_deim.yml: gamma 1.5, loss_mal 1; no mal_alpha, so 1).
+MAL = dict(
+    type='MatchabilityAwareLoss',
+    use_sigmoid=True,
+    alpha=1.0,
+    gamma=1.5,
+    loss_weight=1.0)
+
+
+def deim_changes(base: dict,
+                 max_epochs: int,
+                 no_aug_epoch: int,
+                 start_epoch: int = 4,
+                 flat_epoch: Optional[int] = None,
+                 lr: float = 2e-4,
+                 backbone_lr_mult: Optional[float] = None,
+                 warmup_iter: int = 2000,
+                 mosaic_size: int = 320,
+                 multi_scale: bool = True) -> tuple:
+    """The changes of DEIM's recipe for RT-DETRv2 on an RT-DETR config.
+
+    RT-DETRv2's model and parameter groups (:func:`rtdetrv2_changes`: the
+    sampling points per level, biases decayed, norms not), then DEIM's
+    (``configs/base/rt_deim.yml`` and ``configs/deim_rtdetrv2/*.yml``):
+
+    - MAL as the classification loss (:data:`MAL`);
+    - a PResNet backbone with nothing frozen and its BatchNorms trained;
+    - Dense O2O: :data:`MOSAIC` after ``LoadAnnotations`` and the policy
+      stages (:func:`deim_policy`) at ``[start_epoch, flat_epoch,
+      stop_epoch]``, mosaic probability 0.5; ``DEIMBatchMixUp`` (prob 0.5)
+      in ``[start_epoch, flat_epoch)``; multi-scale batches until
+      ``stop_epoch``;
+    - AdamW at ``lr`` and ``FlatCosineLR`` (``lr_gamma`` 0.5), flat until
+      ``flat_epoch``, at its minimum for the last ``no_aug_epoch`` epochs.
+
+    ``stop_epoch`` is ``max_epochs - no_aug_epoch``, as in every official
+    config. The configs' ``train_pipeline`` stays the base's; the training
+    dataloader's pipeline is the policy's first stage.
+
+    Args:
+        base (dict): The RT-DETR or RT-DETRv2 config, the ``_base_`` of the
+            calling config.
+        max_epochs (int): DEIM's ``epoches``: the training epochs.
+        no_aug_epoch (int): DEIM's ``no_aug_epoch``.
+        start_epoch (int): The first epoch of mosaic and mixup. Defaults
+            to 4, DEIM's.
+        flat_epoch (int, optional): DEIM's ``flat_epoch``, also the end of
+            the mosaic and mixup. Defaults to None:
+            ``start_epoch + max_epochs // 2``, DEIM's rule.
+        lr (float): The base learning rate. Defaults to 2e-4, DEIM's.
+        backbone_lr_mult (float, optional): The backbone's learning rate
+            multiplier; None keeps the base's. Defaults to None.
+        warmup_iter (int): The quadratic warm-up's iterations. Defaults to
+            2000, DEIM's.
+        mosaic_size (int): The mosaic's ``output_size``. Defaults to 320,
+            DEIM's for 640 x 640 inputs.
+        multi_scale (bool): Multi-scale batches (RT-DETR's 13 sizes) until
+            ``stop_epoch``; False trains at one size. Defaults to True.
+
+    Returns:
+        tuple: What the config sets as ``model``, ``optim_wrapper``,
+        ``param_scheduler``, ``custom_hooks`` (the base's without its
+        pipeline switch, and the policy's) and ``train_dataloader``.
+    """
+    if flat_epoch is None:
+        flat_epoch = start_epoch + max_epochs // 2
+    stop_epoch = max_epochs - no_aug_epoch
+    if not 0 <= start_epoch < flat_epoch < stop_epoch <= max_epochs:
+        raise ValueError(
+            f'DEIM needs 0 <= start_epoch < flat_epoch < max_epochs - '
+            f'no_aug_epoch <= max_epochs, got start_epoch={start_epoch}, '
+            f'flat_epoch={flat_epoch}, max_epochs={max_epochs}, '
+            f'no_aug_epoch={no_aug_epoch}: give more epochs, or a smaller '
+            f'no_aug_epoch or flat_epoch (by default start_epoch + '
+            f'max_epochs // 2)')
+    # The switch of v2's recipe is replaced by the policy's.
+    model, optim_wrapper, _ = rtdetrv2_changes(
+        base, stop_epoch, multi_scale=False,
+        backbone_lr_mult=backbone_lr_mult)
+
+    # DEIM mixes, then resizes.
+    augments = [
+        dict(type='DEIMBatchMixUp', prob=0.5,
+             epochs=[start_epoch, flat_epoch])
+    ]
+    if multi_scale:
+        augments.append(
+            dict(type='BatchRandomChoiceResize', stop_epoch=stop_epoch))
+    model['data_preprocessor']['batch_augments'] = augments
+    model['bbox_head'] = dict(loss_cls=dict(MAL, _delete_=True))
+    if base.model.backbone.type == 'PResNet':
+        model['backbone'] = dict(
+            frozen_stages=-1,
+            norm_cfg=dict(type='BN', requires_grad=True),
+            norm_eval=False)
+    optim_wrapper['optimizer'] = dict(lr=lr)
+
+    param_scheduler = [
+        dict(type='FlatCosineLR', warmup_iter=warmup_iter,
+             flat_epoch=flat_epoch, no_aug_epoch=no_aug_epoch,
+             lr_gamma=0.5, begin=0, end=max_epochs,
+             convert_to_iter_based=True)
+    ]
+
+    pipeline = list(base.train_pipeline)
+    types = [t['type'] for t in pipeline]
+    if 'LoadAnnotations' not in types:
+        raise ValueError(f'the training pipeline needs LoadAnnotations '
+                         f'before the mosaic (add dict(type='
+                         f"'LoadAnnotations', with_bbox=True)), got {types}")
+    pipeline.insert(
+        types.index('LoadAnnotations') + 1,
+        dict(MOSAIC, output_size=mosaic_size))
+    first, switches = deim_policy(
+        pipeline, epochs=(start_epoch, flat_epoch, stop_epoch),
+        mosaic_prob=0.5)
+    hooks = [
+        hook for hook in base.custom_hooks
+        if hook['type'] != 'PipelineSwitchHook'
+    ] + switches
+    return (model, optim_wrapper, param_scheduler, hooks,
+            dict(dataset=dict(pipeline=first)))

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 from mmdet.registry import DATASETS, HOOKS
+from mmengine.config import Config
 
-from mmriformer.utils.deim_recipe import deim_policy
+from mmriformer.utils.deim_recipe import deim_changes, deim_policy
 
 MOSAIC = dict(type='DEIMMosaic', output_size=32, rotation_range=10,
               fill_value=0)
@@ -119,3 +120,28 @@ def test_resume_switches_to_the_stage_of_its_epoch(shapes_cfg):
 def test_bad_arguments_raise(pipeline, kwargs, match):
     with pytest.raises(ValueError, match=match):
         deim_policy(pipeline, **kwargs)
+
+
+def recipe_base(pipeline):
+    """The least of an RT-DETR config that deim_changes reads."""
+    return Config(dict(
+        model=dict(data_preprocessor=dict(batch_augments=None),
+                   backbone=dict(type='RIFormer')),
+        train_pipeline=pipeline, custom_hooks=[]))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(max_epochs=10, no_aug_epoch=7), 'flat_epoch=9'),
+    (dict(max_epochs=10, no_aug_epoch=1, start_epoch=5, flat_epoch=5),
+     'start_epoch < flat_epoch'),
+])
+def test_deim_changes_bad_epochs(kwargs, message):
+    base = recipe_base(PIPELINE[:2] + PIPELINE[3:])
+    with pytest.raises(ValueError, match=message):
+        deim_changes(base, **kwargs)
+
+
+def test_deim_changes_needs_annotations():
+    base = recipe_base([PIPELINE[0]] + PIPELINE[3:])
+    with pytest.raises(ValueError, match='LoadAnnotations before'):
+        deim_changes(base, max_epochs=20, no_aug_epoch=2)
