@@ -18,6 +18,7 @@ import numpy as np
 from mmengine.config import Config, DictAction
 
 from ..datasets import generate_shapes_dataset
+from ..utils.image_files import find_images
 from .exported_detector import ExportedDetector
 from .onnx_export import DeployedDetector, config_input_size, load_detector
 from .onnxruntime_detector import ONNXRuntimeDetector
@@ -127,6 +128,32 @@ def prepare_export(args: argparse.Namespace) -> Tuple[
     images = None if args.no_verify else verification_images(
         args.verify_images)
     return DeployedDetector(model), dataset_meta, size, images
+
+
+def add_calibration_arguments(parser: argparse.ArgumentParser,
+                              required: bool) -> None:
+    """Add ``--calibration-images`` and ``--max-images``, the images an
+    INT8 quantisation is calibrated on (:func:`calibration_images`)."""
+    parser.add_argument(
+        '--calibration-images', required=required, metavar='PATH',
+        help='an image or a folder of them, like those the detector will '
+        'see (e.g. training images)')
+    parser.add_argument(
+        '--max-images', type=int, default=64,
+        help='calibrate on the first N images, sorted by name (default 64)')
+
+
+def calibration_images(args: argparse.Namespace) -> List[np.ndarray]:
+    """The decoded images of :func:`add_calibration_arguments`.
+
+    Raises:
+        FileNotFoundError: The path does not exist.
+        ValueError: ``--max-images`` is below 1, or the path holds no image.
+    """
+    if args.max_images < 1:
+        raise ValueError(f'--max-images {args.max_images}: give at least 1')
+    paths = find_images(args.calibration_images)[:args.max_images]
+    return [read_image(path) for path in paths]
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:

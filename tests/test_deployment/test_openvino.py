@@ -9,6 +9,7 @@ of the module.
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 
 import openvino as ov
@@ -24,7 +25,8 @@ from mmriformer.deployment import (DeployedDetector, OpenVINODetector,
                                    load_detector, preprocess, read_image,
                                    verify_detector)
 from mmriformer.deployment.cli import open_exported, verification_images
-from mmriformer.deployment.openvino_detector import TOLERANCES
+from mmriformer.deployment.openvino_detector import (FLOAT_MODULES,
+                                                     TOLERANCES)
 from mmriformer.models import switch_to_deploy
 from mmriformer.testing import randomize_
 
@@ -111,6 +113,80 @@ def test_bf16_is_close(exported):
     assert diffs['max_score_diff'] > 1e-6
 
 
+def test_nodes_named_by_module(exported):
+    """Every convolution and matrix product of the IR is named after the
+    module of the model that computes it."""
+    names = dict(exported[0].detector.named_modules())
+    ops = [op for op in ov.Core().read_model(exported[2]).get_ordered_ops()
+           if op.get_type_name() in ('Convolution', 'MatMul')]
+    modules = {op.get_friendly_name().split('/')[0] for op in ops}
+    assert len(ops) > 20 and modules <= set(names)
+    assert {'backbone.patch_embed.proj', 'decoder.layers.0.cross_attn.sampling_offsets',
+            'bbox_head.cls_branches.0'} <= modules
+
+
+def quantized_modules(xml):
+    """The modules whose convolutions and matrix products take an int8
+    (fake-quantised) input in the IR ``xml``."""
+    modules = set()
+    for op in ov.Core().read_model(xml).get_ordered_ops():
+        if op.get_type_name() == 'FakeQuantize':
+            for target in op.output(0).get_target_inputs():
+                node = target.get_node()
+                if node.get_type_name() in ('Convolution', 'MatMul'):
+                    modules.add(node.get_friendly_name().split('/')[0])
+    return modules
+
+
+def test_int8(tiny, exported, tmp_path):
+    """The CLI quantises the tiny detector with NNCF on its four training
+    images: the IR verifies against PyTorch (loosely), runs in int8 only,
+    and its float modules (by default the sampling offsets, attention
+    weights and heads; or those given) take no int8 input."""
+    deployed, images, _ = exported
+    xml = tmp_path / 'int8.xml'
+    proc = run(EXPORT, tiny['config'], tiny['ckpts']['good'], xml, '--size',
+               *SIZE, '--precision', 'int8', '--calibration-images',
+               tiny['data'] / 'train', cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert 'int8, input 64x64, batch 1, calibrated on 4 images' in proc.stdout
+    assert 'OpenVINO (int8, ' in proc.stdout
+    detector = OpenVINODetector(str(xml))
+    assert detector.precision == 'int8'
+    diffs = verify_detector(deployed, detector, images, **TOLERANCES['int8'])
+    assert diffs['max_score_diff'] > 1e-6
+    quantized = quantized_modules(xml)
+    assert 'backbone.patch_embed.proj' in quantized
+    assert not any(re.match(rf'({"|".join(FLOAT_MODULES)})(\.|$)', module)
+                   for module in quantized)
+    with pytest.raises(ValueError, match=r'an IR in int8: it runs in int8 '
+                       r'only, not in f32'):
+        OpenVINODetector(str(xml), 'f32')
+    # Other float modules: the whole decoder.
+    decoder = export_openvino(deployed, str(tmp_path / 'decoder.xml'), SIZE,
+                              {'classes': CLASSES}, 'int8',
+                              calibration_images=images,
+                              float_modules=['decoder'])
+    quantized = quantized_modules(decoder)
+    assert 'backbone.patch_embed.proj' in quantized
+    assert not any(m.startswith('decoder.') for m in quantized)
+    assert 'bbox_head.cls_branches.0' in quantized
+
+
+def test_int8_arguments(tiny, tmp_path):
+    """--precision int8 and --calibration-images go together, and
+    --float-modules needs int8; nothing is written."""
+    base = (EXPORT, tiny['config'], tiny['ckpts']['good'],
+            tmp_path / 'model.xml')
+    for extra, message in (
+            (('--precision', 'int8'), 'int8 needs --calibration-images'),
+            (('--calibration-images', tiny['data']), 'only it takes them'),
+            (('--float-modules', 'decoder'), 'for --precision int8 only')):
+        proc = run(*base, *extra, cwd=ROOT)
+        assert proc.returncode != 0 and message in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_infer_backend_writes_the_same_files(tiny, exported, tmp_path):
     """The OpenVINO backend of tools/infer.py writes what the PyTorch one
     writes."""
@@ -168,9 +244,22 @@ def test_bad_input(tiny, exported, tmp_path):
     out = tmp_path / 'model'
     with pytest.raises(ValueError, match='give a path ending in .xml'):
         export_openvino(deployed, str(out), SIZE, {'classes': CLASSES})
-    with pytest.raises(ValueError, match="'int8' is not offered"):
+    with pytest.raises(ValueError, match='INT8 calibration needs images'):
         export_openvino(deployed, f'{out}.xml', SIZE, {'classes': CLASSES},
                         precision='int8')
+    with pytest.raises(ValueError, match='an IR in f32 takes none'):
+        export_openvino(deployed, f'{out}.xml', SIZE, {'classes': CLASSES},
+                        calibration_images=images)
+    for pattern, message in (('neck.nothing', 'names no module'),
+                             ('(decoder', 'is not a regular expression')):
+        with pytest.raises(ValueError, match=message):
+            export_openvino(deployed, f'{out}.xml', SIZE,
+                            {'classes': CLASSES}, precision='int8',
+                            calibration_images=images,
+                            float_modules=[pattern])
+    with pytest.raises(ValueError, match=r'an IR in f32: it runs in f32 or '
+                       r'bf16, not in int8 \(export_openvino.py'):
+        OpenVINODetector(xml, 'int8')
     assert not list(tmp_path.glob('model*'))
 
 
