@@ -40,8 +40,10 @@ Rows of results have ``ROW_KEYS``, the settings, every call's time and the
 environment; rows of a peer (e.g. ``tools/analysis_tools/
 hf_rtdetr_benchmark.py``: HF transformers' RT-DETR, run in an environment
 of its own) have ``ROW_KEYS`` too, and :func:`format_table` shows the
-speed-up of each of our rows over the peer row of the same device, dtype,
-batch and size.
+speed-up of each of our rows over the peer's eager row (backend
+``pytorch``) of the same device, dtype, batch and size and, for a backend
+the peer ran too (``openvino-f32``, ``openvino-bf16``), over the peer's row
+of that backend.
 """
 import copy
 import importlib.metadata
@@ -696,8 +698,11 @@ def load_peer_rows(path: str) -> List[dict]:
 
 
 def format_table(rows: List[dict]) -> str:
-    """A table of the rows; ours get their speed-up over a peer row of the
-    same device, dtype, batch and size, when there is one.
+    """A table of the rows; ours get their speed-up over peer rows of the
+    same device, dtype, batch and size, when there are some: over the
+    peer's eager PyTorch (its backend ``pytorch``) and, for a backend the
+    peer ran too (e.g. ``openvino-f32``), over that one: the same engine
+    in the same precision.
 
     Args:
         rows (list[dict]): Rows of :func:`benchmark_config` and of
@@ -706,16 +711,22 @@ def format_table(rows: List[dict]) -> str:
     Returns:
         str: The table, one line per row under a header.
     """
-    peers = {(r['device'], r['dtype'], r['batch_size'], r['size']): r
+    peers = {(r['backend'], r['device'], r['dtype'], r['batch_size'],
+              r['size']): r
              for r in rows if r.get('peer')}
+
+    def speedup(row: dict, backend: str) -> str:
+        peer = peers.get((backend, row['device'], row['dtype'],
+                          row['batch_size'], row['size']))
+        if row.get('peer') or peer is None:
+            return ''
+        return f'{peer["median_ms"] / row["median_ms"]:.2f}x'
+
     head = ('model', 'backend', 'device', 'dtype', 'batch', 'size',
-            'median ms', 'p90 ms', 'images/s', 'vs peer')
+            'median ms', 'p90 ms', 'images/s', 'vs peer',
+            'vs peer same backend')
     lines = []
     for r in rows:
-        peer = peers.get((r['device'], r['dtype'], r['batch_size'],
-                          r['size']))
-        speedup = '' if r.get('peer') or peer is None else \
-            f'{peer["median_ms"] / r["median_ms"]:.2f}x'
         backend = r['backend']
         if r.get('compiled'):
             backend += ' (compiled)'
@@ -725,7 +736,7 @@ def format_table(rows: List[dict]) -> str:
                       backend, r['device'], r['dtype'], str(r['batch_size']),
                       str(r['size']), f'{r["median_ms"]:.1f}',
                       f'{r["p90_ms"]:.1f}', f'{r["images_per_s"]:.2f}',
-                      speedup))
+                      speedup(r, 'pytorch'), speedup(r, r['backend'])))
     widths = [max(len(x) for x in col) for col in zip(head, *lines)]
     return '\n'.join(
         '  '.join(x.ljust(w) for x, w in zip(line, widths)).rstrip()

@@ -68,6 +68,43 @@ def test_every_backend_batch_and_size_in_rows_and_table(monkeypatch,
                           force=True)
 
 
+def test_table_compares_an_engine_with_the_peer_in_that_engine(tmp_path):
+    def row(model, backend, dtype, median_ms, size=640):
+        return dict(model=model, backend=backend, device='cpu', dtype=dtype,
+                    batch_size=1, size=size, median_ms=median_ms,
+                    p90_ms=median_ms, images_per_s=1e3 / median_ms)
+
+    # As hf_rtdetr_benchmark.py writes them: OpenVINO's precision is in the
+    # backend's name, its dtype (PyTorch's autocast) fp32.
+    (tmp_path / 'peer.json').write_text(json.dumps([
+        row('hf', 'pytorch', 'fp32', 500.),
+        row('hf', 'pytorch', 'bf16', 300.),
+        row('hf', 'openvino-f32', 'fp32', 400.),
+        row('hf', 'openvino-bf16', 'fp32', 200.),
+    ]))
+    ours = [
+        row('ours', 'pytorch-deploy', 'fp32', 250.),
+        row('ours', 'pytorch-deploy', 'bf16', 150.),
+        row('ours', 'openvino-f32', 'fp32', 200.),
+        row('ours', 'openvino-bf16', 'fp32', 100.),
+        row('ours', 'openvino-f32', 'fp32', 50., size=320),
+    ]
+    head, *lines = format_table(
+        ours + load_peer_rows(str(tmp_path / 'peer.json'))).splitlines()
+    same = head.index('vs peer same backend')
+    # Each row of ours: (vs the peer's eager row, vs its row of our backend).
+    cells = [(line[:same].split()[-1], line[same:].strip())
+             for line in lines[:len(ours)]]
+    assert cells == [
+        ('2.00x', ''),  # eager fp32 HF, 500 ms
+        ('2.00x', ''),  # eager bf16 HF, 300 ms
+        ('2.50x', '2.00x'),  # and HF in OpenVINO f32, 400 ms
+        ('5.00x', '2.00x'),  # and HF in OpenVINO bf16, 200 ms
+        ('20.00', ''),  # no peer at 320: its images/s, no speed-up
+    ]
+    assert not any(line.endswith('x') for line in lines[len(ours):])
+
+
 def test_missing_inputs_and_peer_files_of_another_schema(tmp_path):
     with pytest.raises(ValueError, match='nope.py does not exist; check'):
         check_benchmark_paths([str(tmp_path / 'nope.py')], [], None)

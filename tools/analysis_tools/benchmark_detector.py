@@ -7,7 +7,9 @@ Backends, the agreement check and the timing:
 ``--peer-json`` adds the rows of such a list written by another tool (e.g.
 ``tools/analysis_tools/hf_rtdetr_benchmark.py``: HF transformers' RT-DETR,
 run in an environment of its own) to the table, with the speed-up of each
-of our rows over the peer row of the same device, dtype, batch and size.
+of our rows over the peer's eager row (``pytorch``) of the same device,
+dtype, batch and size, and for a backend the peer ran too (``openvino-f32``,
+``openvino-bf16``) over its row of that backend.
 
 Example::
 
