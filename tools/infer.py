@@ -2,8 +2,11 @@
 """Detect objects in images with a trained detector and draw the results.
 
 ``pytorch`` (the default backend) takes a config and a checkpoint;
-``onnxruntime`` takes a file of ``tools/deployment/export_onnx.py`` alone.
-Both write the drawn images into ``OUT_DIR/vis/`` and the detections into
+``onnxruntime`` takes a file of ``tools/deployment/export_onnx.py`` alone,
+``openvino`` an IR of ``tools/deployment/export_openvino.py`` (run on the
+CPU in the precision it was exported for, or ``--precision``, with
+``--num-threads`` threads, by default as many as the process may use).
+All write the drawn images into ``OUT_DIR/vis/`` and the detections into
 ``OUT_DIR/predictions.json``; what they hold, and how the outputs are
 checked before the work (an existing file is replaced only with
 ``--force``): :mod:`mmriformer.apis.inference`.
@@ -14,6 +17,8 @@ Examples::
         demo/ --out-dir work_dirs/infer --score-thr 0.5 --deploy
     python tools/infer.py --backend onnxruntime model.onnx demo/ \\
         --out-dir work_dirs/infer_ort
+    python tools/infer.py --backend openvino model.xml demo/ \\
+        --out-dir work_dirs/infer_ov --precision bf16 --num-threads 8
 """
 import argparse
 import os.path as osp
@@ -22,7 +27,9 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmriformer.apis import infer, infer_onnxruntime
+from mmriformer.apis import infer, infer_exported
+from mmriformer.deployment.cli import (add_runtime_arguments,
+                                       check_runtime_arguments, open_exported)
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,12 +37,15 @@ def parse_args() -> argparse.Namespace:
         description='Detect objects in images and draw the results.')
     parser.add_argument(
         'model', nargs='+', metavar='MODEL',
-        help='CONFIG CHECKPOINT (pytorch) or MODEL.onnx (onnxruntime)')
+        help='CONFIG CHECKPOINT (pytorch), MODEL.onnx (onnxruntime) or '
+        'MODEL.xml (openvino)')
     parser.add_argument('input', help='an image or a folder of images')
     parser.add_argument(
-        '--backend', choices=('pytorch', 'onnxruntime'), default='pytorch',
+        '--backend', choices=('pytorch', 'onnxruntime', 'openvino'),
+        default='pytorch',
         help='pytorch: a config and a checkpoint (default); onnxruntime: '
-        'a file of tools/deployment/export_onnx.py')
+        'a file of tools/deployment/export_onnx.py; openvino: an IR of '
+        'tools/deployment/export_openvino.py')
     parser.add_argument('--out-dir', required=True,
                         help='gets vis/ and predictions.json; made if '
                         'missing, in an existing folder')
@@ -53,15 +63,18 @@ def parse_args() -> argparse.Namespace:
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. '
         'model.bbox_head.num_classes=3 (pytorch only)')
+    add_runtime_arguments(parser)
     args = parser.parse_args()
     if args.backend == 'pytorch' and len(args.model) != 2:
         parser.error('the pytorch backend takes CONFIG CHECKPOINT INPUT')
-    if args.backend == 'onnxruntime':
+    if args.backend != 'pytorch':
         if len(args.model) != 1:
-            parser.error('the onnxruntime backend takes MODEL.onnx INPUT '
-                         '(no config or checkpoint)')
+            model = dict(onnxruntime='MODEL.onnx', openvino='MODEL.xml')
+            parser.error(f'the {args.backend} backend takes '
+                         f'{model[args.backend]} INPUT (no config or '
+                         f'checkpoint)')
         # The exported file is already in deploy form, with its config
-        # baked in; onnxruntime runs it on the CPU here.
+        # baked in; its runtime runs it on the CPU here.
         pytorch_only = [option for option, given in (
             ('--deploy', args.deploy),
             ('--cfg-options', args.cfg_options),
@@ -69,20 +82,21 @@ def parse_args() -> argparse.Namespace:
         if pytorch_only:
             parser.error(f'{", ".join(pytorch_only)}: for the pytorch '
                          f'backend only')
+    check_runtime_arguments(parser, args)
     return args
 
 
 def main() -> None:
     args = parse_args()
     try:
-        if args.backend == 'onnxruntime':
-            predictions = infer_onnxruntime(args.model[0], args.input,
-                                            args.out_dir, args.score_thr,
-                                            args.force)
-        else:
+        if args.backend == 'pytorch':
             predictions = infer(*args.model, args.input, args.out_dir,
                                 args.score_thr, args.device, args.deploy,
                                 args.cfg_options, args.force)
+        else:
+            predictions = infer_exported(open_exported(args, args.model[0]),
+                                         args.input, args.out_dir,
+                                         args.score_thr, args.force)
     except (FileNotFoundError, ValueError, pickle.UnpicklingError) as error:
         sys.exit(f'error: {error}')
     count = sum(len(p['detections']) for p in predictions)

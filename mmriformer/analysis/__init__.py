@@ -2,21 +2,22 @@
 """What ``tools/analysis_tools/`` measures: the speed of a detector's
 backends (:mod:`.benchmark`) and its parameters and MACs
 (:mod:`.complexity`)."""
-from .benchmark import (BACKENDS, DTYPES, ONNX_BACKENDS, ROW_KEYS,
-                        BackendMismatch, benchmark_config, build_forms,
-                        check_backends_agree, check_benchmark_paths,
-                        check_device, format_table, load_peer_rows,
-                        onnxruntime_missing, resolve_backends, torch_runner)
+from .benchmark import (BACKENDS, DTYPES, ONNX_BACKENDS, OPENVINO_BACKENDS,
+                        ROW_KEYS, BackendMismatch, backend_missing,
+                        benchmark_config, build_forms, check_backends_agree,
+                        check_benchmark_paths, check_device, format_table,
+                        load_peer_rows, onnxruntime_missing, openvino_missing,
+                        resolve_backends, torch_runner)
 from .complexity import (PARTS, analyze, build_detector,
                          check_complexity_paths, count_macs, count_params,
                          deploy_copy, format_result, sdpa_macs)
 
 __all__ = [
-    'BACKENDS', 'DTYPES', 'ONNX_BACKENDS', 'ROW_KEYS', 'BackendMismatch',
-    'benchmark_config', 'build_forms', 'check_backends_agree',
-    'check_benchmark_paths', 'check_device', 'format_table',
-    'load_peer_rows', 'onnxruntime_missing', 'resolve_backends',
-    'torch_runner', 'PARTS', 'analyze', 'build_detector',
-    'check_complexity_paths', 'count_macs', 'count_params', 'deploy_copy',
-    'format_result', 'sdpa_macs'
+    'BACKENDS', 'DTYPES', 'ONNX_BACKENDS', 'OPENVINO_BACKENDS', 'ROW_KEYS',
+    'BackendMismatch', 'backend_missing', 'benchmark_config', 'build_forms',
+    'check_backends_agree', 'check_benchmark_paths', 'check_device',
+    'format_table', 'load_peer_rows', 'onnxruntime_missing',
+    'openvino_missing', 'resolve_backends', 'torch_runner', 'PARTS', 'analyze',
+    'build_detector', 'check_complexity_paths', 'count_macs', 'count_params',
+    'deploy_copy', 'format_result', 'sdpa_macs'
 ]

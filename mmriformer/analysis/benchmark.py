@@ -9,10 +9,17 @@ Backends: ``pytorch-train`` (the train form, as the config builds it),
 :func:`~mmriformer.deployment.export_onnx` and run by onnxruntime; float32
 only) and, when asked for, ``onnxruntime-int8`` (that export quantised by
 :func:`~mmriformer.deployment.quantize_int8`, calibrated on a few generated
-shapes images). Each timed call is the whole inference path with the
-official export interface (:class:`~mmriformer.deployment.DeployedDetector`):
-``[0, 1]`` RGB images in; labels, boxes and scores of the top-k detections
-out, post-processing included.
+shapes images), ``openvino-f32`` and ``openvino-bf16`` (the deploy form
+exported once by :func:`~mmriformer.deployment.export_openvino` and run by
+:class:`~mmriformer.deployment.OpenVINODetector` on the CPU, computing in
+the precision of the name, with as many threads as PyTorch's
+``torch.get_num_threads()``; ``--dtype`` fp32 only, since ``--dtype`` is
+PyTorch's autocast; bf16 needs a CPU with bf16 instructions). Each timed
+call is the whole inference path with the official export interface
+(:class:`~mmriformer.deployment.DeployedDetector`): ``[0, 1]`` RGB images
+in; labels, boxes and scores of the top-k detections out, post-processing
+included. The exported backends get the images on the host as NumPy
+arrays, as their users would.
 
 Every backend of a config gets the same weights (a checkpoint, or random
 weights of sane magnitude from a seed) and the same random images of
@@ -20,9 +27,10 @@ weights of sane magnitude from a seed) and the same random images of
 checked against the first backend's: scores within 1e-4 and boxes within
 0.1 px (in float32; fp16/bf16 runs are checked the same way in float32,
 since rounding in half precision moves scores by more than that). The INT8
-file is not checked so: quantisation moves scores by far more than that,
-and its accuracy is a matter of mAP (``tools/deployment/test_onnx.py``).
-Then each backend is warmed up and the timed calls are interleaved
+file and OpenVINO in bf16 are not checked so: quantisation and bf16's 8
+significant bits move scores by far more than that, and their accuracy is
+a matter of mAP (``tools/deployment/test_onnx.py``). Then each backend is
+warmed up and the timed calls are interleaved
 (pytorch-train, pytorch-deploy, onnxruntime, pytorch-train, ...), so a
 drift in the machine's speed hits every backend alike. Latency is the
 median and the 90th percentile of the calls; images/s is the batch size
@@ -32,10 +40,13 @@ Rows of results have ``ROW_KEYS``, the settings, every call's time and the
 environment; rows of a peer (e.g. ``tools/analysis_tools/
 hf_rtdetr_benchmark.py``: HF transformers' RT-DETR, run in an environment
 of its own) have ``ROW_KEYS`` too, and :func:`format_table` shows the
-speed-up of each of our rows over the peer row of the same device, dtype,
-batch and size.
+speed-up of each of our rows over the peer's eager row (backend
+``pytorch``) of the same device, dtype, batch and size and, for a backend
+the peer ran too (``openvino-f32``, ``openvino-bf16``), over the peer's row
+of that backend.
 """
 import copy
+import importlib.metadata
 import json
 import math
 import os
@@ -54,23 +65,33 @@ from torch import Tensor, nn
 
 from ..apis import load_strict
 from ..datasets import generate_shapes_dataset
-from ..deployment import (DeployedDetector, ONNXRuntimeDetector,
-                          compare_detections, export_onnx, quantize_int8,
-                          read_image)
+from ..deployment import (DeployedDetector, ExportedDetector,
+                          ONNXRuntimeDetector, OpenVINODetector,
+                          compare_detections, export_onnx, export_openvino,
+                          quantize_int8, read_image)
+from ..deployment.openvino_detector import import_openvino
 from ..models.utils.onednn import onednn_enabled
 from ..testing import randomize_
 from ..utils.cli_checks import check_output_file
 from .complexity import build_detector, deploy_copy
 
-# The form of the detector each backend runs (the onnxruntime ones run
-# the deploy form's export).
+# The form of the detector each backend runs (the onnxruntime and OpenVINO
+# ones run the deploy form's export).
 BACKENDS = {
     'pytorch-train': 'train',
     'pytorch-deploy': 'deploy',
     'onnxruntime': 'deploy',
     'onnxruntime-int8': 'deploy',
+    'openvino-f32': 'deploy',
+    'openvino-bf16': 'deploy',
 }
 ONNX_BACKENDS = ('onnxruntime', 'onnxruntime-int8')
+# The precision each OpenVINO backend computes in. One IR serves them: the
+# precision is a setting of the compiled model, not of the file.
+OPENVINO_BACKENDS = {'openvino-f32': 'f32', 'openvino-bf16': 'bf16'}
+# The exported backends held to the agreement check (the others compute
+# in lower precision).
+CHECKED_EXPORTS = ('onnxruntime', 'openvino-f32')
 # Images the INT8 file is calibrated on; its speed does not depend on them.
 CALIBRATION_IMAGES = 8
 DTYPES = {
@@ -131,6 +152,52 @@ def onnxruntime_missing(device: str, dtype: str) -> Optional[str]:
     return None
 
 
+def openvino_missing(precision: str, device: str, dtype: str) -> Optional[str]:
+    """Why an OpenVINO backend cannot run here, or None.
+
+    Args:
+        precision (str): What it computes in, a value of
+            ``OPENVINO_BACKENDS``.
+        device (str): ``'cpu'`` or ``'cuda'``.
+        dtype (str): A key of ``DTYPES``.
+
+    Returns:
+        str | None: The reason.
+    """
+    if device != 'cpu':
+        return 'OpenVINO runs on the CPU only; use --device cpu'
+    if dtype != 'fp32':
+        return ('an OpenVINO backend computes in the precision of its name '
+                "(--dtype is PyTorch's autocast); use --dtype fp32")
+    try:
+        ov = import_openvino()
+    except ImportError as error:
+        return str(error).rstrip('.')
+    if precision == 'bf16' and 'BF16' not in ov.Core().get_property(
+            'CPU', 'OPTIMIZATION_CAPABILITIES'):
+        return ('this CPU cannot compute in bf16 (it has neither '
+                'AVX512-BF16 nor AMX); leave openvino-bf16 out')
+    return None
+
+
+def backend_missing(backend: str, device: str, dtype: str) -> Optional[str]:
+    """Why a backend cannot run here, or None.
+
+    Args:
+        backend (str): A key of ``BACKENDS``.
+        device (str): ``'cpu'`` or ``'cuda'``.
+        dtype (str): A key of ``DTYPES``.
+
+    Returns:
+        str | None: The reason (the PyTorch backends always run).
+    """
+    if backend in ONNX_BACKENDS:
+        return onnxruntime_missing(device, dtype)
+    if backend in OPENVINO_BACKENDS:
+        return openvino_missing(OPENVINO_BACKENDS[backend], device, dtype)
+    return None
+
+
 def resolve_backends(backends: Optional[Sequence[str]], device: str,
                      dtype: str) -> Tuple[List[str], Optional[str]]:
     """The backends to run, without repeats.
@@ -147,16 +214,20 @@ def resolve_backends(backends: Optional[Sequence[str]], device: str,
         user when the default leaves onnxruntime out.
 
     Raises:
-        ValueError: An onnxruntime backend was asked for and cannot run.
+        ValueError: A backend asked for is unknown or cannot run here.
     """
-    missing = onnxruntime_missing(device, dtype)
     if backends is None:
+        missing = onnxruntime_missing(device, dtype)
         backends = ['pytorch-train', 'pytorch-deploy'] + (
             [] if missing else ['onnxruntime'])
         note = f'onnxruntime left out: {missing}.' if missing else None
         return backends, note
     for backend in backends:
-        if backend in ONNX_BACKENDS and missing:
+        if backend not in BACKENDS:
+            raise ValueError(f'--backends {backend} is not a backend; give '
+                             f'some of {", ".join(BACKENDS)}.')
+        missing = backend_missing(backend, device, dtype)
+        if missing:
             raise ValueError(f'--backends {backend} cannot run: {missing}.')
     return list(dict.fromkeys(backends)), None
 
@@ -238,21 +309,23 @@ def torch_runner(model: nn.Module, device: str, dtype: str,
 
 
 def export_deploy(model: nn.Module, size: int, dynamic_batch: bool,
-                  folder: str) -> str:
+                  path: str) -> str:
     """Export the deploy form for ``size x size`` inputs.
 
     Args:
         model (nn.Module): The deploy-form detector, on the CPU.
         size (int): Side of the square input.
         dynamic_batch (bool): Export with a dynamic batch dimension.
-        folder (str): Where the ONNX file is written.
+        path (str): The file: ONNX (``.onnx``, :func:`export_onnx`) or
+            an OpenVINO IR (``.xml``, :func:`export_openvino`, weights in
+            float32 whatever the precision it runs in).
 
     Returns:
-        str: Path of the file.
+        str: ``path``.
     """
-    path = osp.join(folder, f'deploy_{size}.onnx')
+    export = export_openvino if path.endswith('.xml') else export_onnx
     num_classes = model.bbox_head.num_classes
-    return export_onnx(
+    return export(
         DeployedDetector(copy.deepcopy(model).cpu()), path, (size, size),
         dataset_meta=dict(classes=[str(i) for i in range(num_classes)]),
         dynamic_batch=dynamic_batch)
@@ -279,22 +352,20 @@ def quantize_export(path: str, size: int, folder: str) -> str:
     return quantize_int8(path, path.replace('.onnx', '_int8.onnx'), images)
 
 
-def onnxruntime_runner(path: str, device: str) -> Runner:
-    """An ONNX file run by onnxruntime.
+def exported_runner(detector: ExportedDetector) -> Runner:
+    """An exported file run by its runtime (onnxruntime, OpenVINO).
 
     Args:
-        path (str): The file.
-        device (str): ``'cpu'`` or ``'cuda'`` (onnxruntime's provider).
+        detector (ExportedDetector): The loaded file.
 
     Returns:
         Callable: Like :func:`torch_runner`'s; images go to and come back
-        from the host each call, as an onnxruntime user's would.
+        from the host each call, as a user of the runtime's would.
     """
-    session = ONNXRuntimeDetector(path, [PROVIDERS[device]])
 
     def run(images: Tensor) -> Detections:
-        outputs = session(images.cpu().numpy(),
-                          original_sizes(images).cpu().numpy())
+        outputs = detector(images.cpu().numpy(),
+                           original_sizes(images).cpu().numpy())
         return {k: torch.from_numpy(v) for k, v in outputs.items()}
 
     return run
@@ -418,10 +489,11 @@ def summarize(times: Sequence[float], batch_size: int) -> dict:
                 times_ms=[t * 1e3 for t in times])
 
 
-def onnx_runners(model: nn.Module, backends: Sequence[str], size: int,
-                 dynamic_batch: bool, device: str,
-                 folder: str) -> Dict[str, Runner]:
-    """The onnxruntime backends among ``backends`` for one input size.
+def exported_runners(model: nn.Module, backends: Sequence[str], size: int,
+                     dynamic_batch: bool, device: str,
+                     folder: str) -> Dict[str, Runner]:
+    """The onnxruntime and OpenVINO backends among ``backends`` for one
+    input size; each file is exported once.
 
     Args:
         model (nn.Module): The deploy-form detector.
@@ -432,18 +504,31 @@ def onnx_runners(model: nn.Module, backends: Sequence[str], size: int,
         folder (str): Where the files are written.
 
     Returns:
-        dict[str, Callable]: ``onnxruntime`` and/or ``onnxruntime-int8``,
-        as asked for.
+        dict[str, Callable]: The exported backends asked for.
     """
-    if not set(ONNX_BACKENDS) & set(backends):
-        return {}
-    path = export_deploy(model, size, dynamic_batch, folder)
     runners = {}
-    if 'onnxruntime' in backends:
-        runners['onnxruntime'] = onnxruntime_runner(path, device)
-    if 'onnxruntime-int8' in backends:
-        runners['onnxruntime-int8'] = onnxruntime_runner(
-            quantize_export(path, size, folder), device)
+    if set(ONNX_BACKENDS) & set(backends):
+        path = export_deploy(model, size, dynamic_batch,
+                             osp.join(folder, f'deploy_{size}.onnx'))
+        providers = [PROVIDERS[device]]
+        if 'onnxruntime' in backends:
+            runners['onnxruntime'] = exported_runner(
+                ONNXRuntimeDetector(path, providers))
+        if 'onnxruntime-int8' in backends:
+            runners['onnxruntime-int8'] = exported_runner(
+                ONNXRuntimeDetector(quantize_export(path, size, folder),
+                                    providers))
+    openvino = [b for b in backends if b in OPENVINO_BACKENDS]
+    if openvino:
+        xml = export_deploy(model, size, dynamic_batch,
+                            osp.join(folder, f'deploy_{size}.xml'))
+        # The float precisions share this IR; an INT8 backend would need a
+        # file of its own, calibrated.
+        for backend in openvino:
+            # PyTorch's threads, so that the backends compare fairly.
+            runners[backend] = exported_runner(
+                OpenVINODetector(xml, OPENVINO_BACKENDS[backend],
+                                 torch.get_num_threads()))
     return runners
 
 
@@ -497,8 +582,9 @@ def benchmark_config(config: str,
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
-            exported = onnx_runners(models.get('deploy'), backends, size,
-                                    list(batch_sizes) != [1], device, folder)
+            exported = exported_runners(models.get('deploy'), backends, size,
+                                        list(batch_sizes) != [1], device,
+                                        folder)
             for batch_size in batch_sizes:
                 gen = torch.Generator().manual_seed(seed)
                 images = torch.rand(batch_size, 3, size, size,
@@ -516,19 +602,21 @@ def benchmark_config(config: str,
                             timed[backend], images)
                     checked[backend] = timed[backend] if dtype == 'fp32' \
                         else torch_runner(model, device, 'fp32')
-                if 'onnxruntime' in exported:
-                    # The export is checked against PyTorch even when only
-                    # it is timed.
+                exact = {name: run for name, run in exported.items()
+                         if name in CHECKED_EXPORTS}
+                if exact:
+                    # The exports are checked against PyTorch even when
+                    # only they are timed.
                     checked = checked or {'pytorch-deploy': torch_runner(
                         models['deploy'], device, 'fp32')}
-                    checked['onnxruntime'] = exported['onnxruntime']
+                    checked.update(exact)
                 if len(checked) > 1:
                     check_backends_agree(
                         {name: run(images) for name, run in checked.items()},
                         (size, size))
                 times = time_runners(timed, images, warmup, repeats)
                 for backend in backends:
-                    pytorch = backend not in ONNX_BACKENDS
+                    pytorch = backend not in exported
                     rows.append(dict(
                         model=osp.splitext(osp.basename(config))[0],
                         config=config, backend=backend, device=device,
@@ -541,10 +629,18 @@ def benchmark_config(config: str,
     return rows
 
 
+def openvino_version() -> Optional[str]:
+    """OpenVINO's version, without importing it; None if not installed."""
+    try:
+        return importlib.metadata.version('openvino')
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def environment() -> dict:
     """What the figures depend on besides the model."""
     env = dict(torch=torch.__version__, onnxruntime=onnxruntime.__version__,
-               threads=torch.get_num_threads(),
+               openvino=openvino_version(), threads=torch.get_num_threads(),
                cpu=platform.processor() or platform.machine(),
                cpu_count=os.cpu_count(), python=platform.python_version(),
                onednn_fast_path=onednn_enabled())
@@ -602,8 +698,11 @@ def load_peer_rows(path: str) -> List[dict]:
 
 
 def format_table(rows: List[dict]) -> str:
-    """A table of the rows; ours get their speed-up over a peer row of the
-    same device, dtype, batch and size, when there is one.
+    """A table of the rows; ours get their speed-up over peer rows of the
+    same device, dtype, batch and size, when there are some: over the
+    peer's eager PyTorch (its backend ``pytorch``) and, for a backend the
+    peer ran too (e.g. ``openvino-f32``), over that one: the same engine
+    in the same precision.
 
     Args:
         rows (list[dict]): Rows of :func:`benchmark_config` and of
@@ -612,16 +711,22 @@ def format_table(rows: List[dict]) -> str:
     Returns:
         str: The table, one line per row under a header.
     """
-    peers = {(r['device'], r['dtype'], r['batch_size'], r['size']): r
+    peers = {(r['backend'], r['device'], r['dtype'], r['batch_size'],
+              r['size']): r
              for r in rows if r.get('peer')}
+
+    def speedup(row: dict, backend: str) -> str:
+        peer = peers.get((backend, row['device'], row['dtype'],
+                          row['batch_size'], row['size']))
+        if row.get('peer') or peer is None:
+            return ''
+        return f'{peer["median_ms"] / row["median_ms"]:.2f}x'
+
     head = ('model', 'backend', 'device', 'dtype', 'batch', 'size',
-            'median ms', 'p90 ms', 'images/s', 'vs peer')
+            'median ms', 'p90 ms', 'images/s', 'vs peer',
+            'vs peer same backend')
     lines = []
     for r in rows:
-        peer = peers.get((r['device'], r['dtype'], r['batch_size'],
-                          r['size']))
-        speedup = '' if r.get('peer') or peer is None else \
-            f'{peer["median_ms"] / r["median_ms"]:.2f}x'
         backend = r['backend']
         if r.get('compiled'):
             backend += ' (compiled)'
@@ -631,7 +736,7 @@ def format_table(rows: List[dict]) -> str:
                       backend, r['device'], r['dtype'], str(r['batch_size']),
                       str(r['size']), f'{r["median_ms"]:.1f}',
                       f'{r["p90_ms"]:.1f}', f'{r["images_per_s"]:.2f}',
-                      speedup))
+                      speedup(r, 'pytorch'), speedup(r, r['backend'])))
     widths = [max(len(x) for x in col) for col in zip(head, *lines)]
     return '\n'.join(
         '  '.join(x.ljust(w) for x, w in zip(line, widths)).rstrip()

@@ -1,15 +1,17 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Detect objects in images, draw the detections and list them in JSON.
 
-Used by ``tools/infer.py``. Two backends run the detector: :func:`infer`
+Used by ``tools/infer.py``. Three backends run the detector: :func:`infer`
 runs mmdet's ``DetInferencer`` on the config's test pipeline, from a config
-and a checkpoint; :func:`infer_onnxruntime` runs a file written by
-``tools/deployment/export_onnx.py`` alone (no config, no checkpoint, no
-mmdet model), with the pre-processing of
-:mod:`mmriformer.deployment.preprocess`; its class names come from the
-file. Both write one image per input with the boxes, class names and scores
-drawn by ``DetLocalVisualizer`` into ``OUT_DIR/vis/`` and the detections
-above the score threshold into ``OUT_DIR/predictions.json``::
+and a checkpoint; :func:`infer_exported` runs an exported file alone (no
+config, no checkpoint, no mmdet model) in its runtime: onnxruntime (a file
+of ``tools/deployment/export_onnx.py``, :func:`infer_onnxruntime`) or
+OpenVINO (an IR of ``tools/deployment/export_openvino.py``), with the
+pre-processing of :mod:`mmriformer.deployment.preprocess`; its class names
+come from the file. All write one image per input with the boxes, class
+names and scores drawn by ``DetLocalVisualizer`` into ``OUT_DIR/vis/`` and
+the detections above the score threshold into
+``OUT_DIR/predictions.json``::
 
     [{"image": "demo/a.jpg",
       "detections": [{"bbox": [x1, y1, x2, y2], "score": 0.91,
@@ -43,6 +45,7 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 from torch import nn
 
+from ..deployment.exported_detector import ExportedDetector
 from ..deployment.onnxruntime_detector import ONNXRuntimeDetector
 from ..deployment.preprocess import read_image
 from ..models import switch_to_deploy
@@ -233,18 +236,20 @@ def infer(config: str,
                             score_thr)
 
 
-def infer_onnxruntime(model: str,
-                      inputs: str,
-                      out_dir: str,
-                      score_thr: float = 0.3,
-                      force: bool = False) -> List[dict]:
-    """Detect objects in images with onnxruntime, draw and save them.
+def infer_exported(detector: ExportedDetector,
+                   inputs: str,
+                   out_dir: str,
+                   score_thr: float = 0.3,
+                   force: bool = False) -> List[dict]:
+    """Detect objects in images with an exported detector, draw and save
+    them.
 
-    The same files as :func:`infer`, from the ONNX file alone.
+    The same files as :func:`infer`, from the exported file alone.
 
     Args:
-        model (str): ONNX file written by
-            ``tools/deployment/export_onnx.py``.
+        detector (ExportedDetector): The file in its runtime, e.g. an
+            :class:`~mmriformer.deployment.ONNXRuntimeDetector` or an
+            :class:`~mmriformer.deployment.OpenVINODetector`.
         inputs (str): An image or a folder of images.
         out_dir (str): Gets ``vis/`` (drawn images) and
             ``predictions.json``.
@@ -257,15 +262,13 @@ def infer_onnxruntime(model: str,
         list[dict]: What ``predictions.json`` holds.
 
     Raises:
-        FileNotFoundError: The model or the inputs do not exist.
-        ValueError: ``model`` is not an ONNX detector of export_onnx.py, an
-            output may not be written (see :func:`check_outputs`), or an
-            image cannot be decoded.
+        FileNotFoundError: The inputs do not exist.
+        ValueError: An output may not be written (see
+            :func:`check_outputs`), or an image cannot be decoded.
     """
-    detector = ONNXRuntimeDetector(model)
     images = find_images(inputs)
     check_outputs(images, out_dir, force)
-    visualizer = DetLocalVisualizer(name='infer_onnxruntime')
+    visualizer = DetLocalVisualizer(name=f'infer_{detector.backend}')
     visualizer.dataset_meta = detector.dataset_meta
 
     def detect(array: np.ndarray) -> DetDataSample:
@@ -275,3 +278,28 @@ def infer_onnxruntime(model: str,
         }))
 
     return detect_and_write(images, detect, visualizer, out_dir, score_thr)
+
+
+def infer_onnxruntime(model: str,
+                      inputs: str,
+                      out_dir: str,
+                      score_thr: float = 0.3,
+                      force: bool = False) -> List[dict]:
+    """Detect objects in images with onnxruntime, draw and save them:
+    :func:`infer_exported` of an ONNX file.
+
+    Args:
+        model (str): ONNX file written by
+            ``tools/deployment/export_onnx.py``.
+        inputs, out_dir, score_thr, force: As for :func:`infer_exported`.
+
+    Returns:
+        list[dict]: What ``predictions.json`` holds.
+
+    Raises:
+        FileNotFoundError: The model or the inputs do not exist.
+        ValueError: ``model`` is not an ONNX detector of export_onnx.py, or
+            as for :func:`infer_exported`.
+    """
+    return infer_exported(ONNXRuntimeDetector(model), inputs, out_dir,
+                          score_thr, force)

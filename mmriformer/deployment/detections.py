@@ -10,7 +10,8 @@ def compare_detections(ours: Dict[str, Tensor],
                        reference: Dict[str, Tensor],
                        image_size: Sequence[int],
                        score_tol: float = 1e-4,
-                       box_tol: float = 0.1) -> Dict[str, float]:
+                       box_tol: float = 0.1,
+                       max_unmatched: float = 0.) -> Dict[str, float]:
     """Check two top-k detection lists for the same image, robust to ties.
 
     Both are clipped to the image first (mmdet's DETR head clamps boxes
@@ -19,7 +20,10 @@ def compare_detections(ours: Dict[str, Tensor],
     partner in ``reference`` with the same label, a score within
     ``score_tol`` and every box coordinate within ``box_tol`` pixels.
     Detections whose score is within ``score_tol`` of the k-th (last) score
-    are exempt: a near-tie at the cut can swap which one is kept.
+    are exempt: a near-tie at the cut can swap which one is kept. With
+    ``max_unmatched``, that fraction of the k detections may lack a partner:
+    in a lower precision a near-tie in the detector's own top-k query
+    selection can swap a query, which brings in a detection of another box.
 
     Args:
         ours (dict): ``scores`` (k,), ``labels`` (k,), ``bboxes`` (k, 4)
@@ -28,10 +32,12 @@ def compare_detections(ours: Dict[str, Tensor],
         image_size (Sequence[int]): (H, W) to clip to.
         score_tol (float): Defaults to 1e-4.
         box_tol (float): Pixels. Defaults to 0.1.
+        max_unmatched (float): Fraction of the detections that may lack a
+            partner. Defaults to 0.
 
     Returns:
         dict: ``max_score_diff``, ``max_box_diff`` (over matched pairs),
-        ``matched``, ``exempt``.
+        ``matched``, ``exempt``, ``unmatched``.
 
     Raises:
         AssertionError: Naming the first detection without a partner.
@@ -54,7 +60,7 @@ def compare_detections(ours: Dict[str, Tensor],
         f'sorted scores differ by {sorted_diff:.3g} > {score_tol}')
     cut = min(scores_a.min(), scores_b.min()).item() + score_tol
     used = torch.zeros(len(scores_b), dtype=torch.bool)
-    max_score, max_box, matched, exempt = 0., 0., 0, 0
+    max_score, max_box, matched, exempt, unmatched = 0., 0., 0, 0, 0
     for i in scores_a.argsort(descending=True).tolist():
         if scores_a[i] <= cut:
             exempt += 1
@@ -64,6 +70,9 @@ def compare_detections(ours: Dict[str, Tensor],
         fits = (~used) & (labels_b == labels_a[i]) & \
             (score_diff <= score_tol) & (box_diff <= box_tol)
         if not fits.any():
+            if unmatched < max_unmatched * len(scores_a):
+                unmatched += 1
+                continue
             near = score_diff.argmin().item()
             raise AssertionError(
                 f'detection {i} (score {scores_a[i]:.6f}, label '
@@ -80,4 +89,5 @@ def compare_detections(ours: Dict[str, Tensor],
     return dict(max_score_diff=max(max_score, sorted_diff),
                 max_box_diff=max_box,
                 matched=matched,
-                exempt=exempt)
+                exempt=exempt,
+                unmatched=unmatched)

@@ -1,10 +1,11 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""The test metrics of an exported detector, from onnxruntime alone.
+"""The test metrics of an exported detector, from its runtime alone.
 
 The images and annotations come from the config's test dataset and the
 metrics from its test evaluator (mmdet's ``CocoMetric`` in every config
 here), as ``mim test`` computes them for the PyTorch model; the model is
-the ONNX file (:meth:`ONNXRuntimeDetector.detect`).
+the exported file, run by onnxruntime or OpenVINO
+(:meth:`ExportedDetector.detect`).
 """
 from typing import Dict
 
@@ -15,16 +16,17 @@ from mmengine.evaluator import Evaluator
 from mmengine.registry import DefaultScope
 from mmengine.utils import track_iter_progress
 
-from .onnxruntime_detector import ONNXRuntimeDetector
+from .exported_detector import ExportedDetector
 from .preprocess import read_image
 
 
-def evaluate_onnx(detector: ONNXRuntimeDetector, cfg: Config,
+def evaluate_onnx(detector: ExportedDetector, cfg: Config,
                   progress: bool = True) -> Dict[str, float]:
     """Run ``detector`` on the config's test set and evaluate it.
 
     Args:
-        detector (ONNXRuntimeDetector): The exported detector.
+        detector (ExportedDetector): The exported detector, e.g. an
+            :class:`ONNXRuntimeDetector` or an :class:`OpenVINODetector`.
         cfg (Config): A config with ``test_dataloader.dataset`` and
             ``test_evaluator``.
         progress (bool): Show a progress bar. Defaults to True.

@@ -28,8 +28,9 @@ from ..apis.model_io import (build_model, load_config, load_strict,
                              read_checkpoint)
 from ..models import switch_to_deploy
 from .detections import compare_detections
-from .onnxruntime_detector import (DATASET_META_KEY, INPUT_NAMES, OUTPUT_NAMES,
-                                   ONNXRuntimeDetector)
+from .exported_detector import (DATASET_META_KEY, INPUT_NAMES, OUTPUT_NAMES,
+                                ExportedDetector)
+from .onnxruntime_detector import ONNXRuntimeDetector
 from .preprocess import preprocess
 
 # Standard ONNX operator domains; anything else (mkldnn, aten) would tie
@@ -308,15 +309,64 @@ def pytorch_detections(detector: nn.Module, images: np.ndarray,
     return [dict(r.pred_instances.items()) for r in results]
 
 
-def verify_onnx(model: DeployedDetector, path: str,
-                images: Sequence[np.ndarray]) -> Dict[str, float]:
-    """Check that onnxruntime detects in ``path`` what PyTorch detects.
+def verify_detector(model: DeployedDetector,
+                    detector: ExportedDetector,
+                    images: Sequence[np.ndarray],
+                    score_tol: float = 1e-4,
+                    box_tol: float = 0.1,
+                    max_unmatched: float = 0.) -> Dict[str, float]:
+    """Check that an exported detector detects what PyTorch detects.
 
     Each image runs alone and, if the file takes any batch size, all of
     them run as one batch. Every run must match the detector's own
     prediction of the same preprocessed image (mmdet's head, in PyTorch):
-    scores to 1e-4, boxes to 0.1 px and labels equal, up to near-ties at
-    the top-k cut (:func:`~mmriformer.deployment.compare_detections`).
+    scores to ``score_tol``, boxes to ``box_tol`` and labels equal, up to
+    near-ties at the top-k cut and the fraction ``max_unmatched`` of
+    detections without a partner
+    (:func:`~mmriformer.deployment.compare_detections`).
+
+    Args:
+        model (DeployedDetector): The model that was exported.
+        detector (ExportedDetector): The exported file, in its runtime.
+        images (Sequence[np.ndarray]): Decoded BGR uint8 images.
+        score_tol (float): Defaults to 1e-4.
+        box_tol (float): Pixels. Defaults to 0.1.
+        max_unmatched (float): Defaults to 0.
+
+    Returns:
+        dict[str, float]: The largest ``max_score_diff``, ``max_box_diff``
+        and ``unmatched`` over all images.
+
+    Raises:
+        ValueError: Naming the image and the measured difference.
+    """
+    inputs, orig_sizes = preprocess(images, detector.input_size)
+    expected = pytorch_detections(model.detector, inputs, orig_sizes)
+    runs = [(i, detector(inputs[i:i + 1], orig_sizes[i:i + 1]), 0)
+            for i in range(len(images))]
+    if detector.batch_size is None:
+        batch = detector(inputs, orig_sizes)
+        runs += [(i, batch, i) for i in range(len(images))]
+    worst = dict(max_score_diff=0., max_box_diff=0., unmatched=0)
+    for i, outputs, row in runs:
+        ours = {k: torch.from_numpy(v[row]) for k, v in outputs.items()}
+        w0, h0 = orig_sizes[i]
+        try:
+            diffs = compare_detections(ours, expected[i], (h0, w0),
+                                       score_tol, box_tol, max_unmatched)
+        except AssertionError as error:
+            raise ValueError(
+                f'{detector.backend} disagrees with PyTorch on image {i} '
+                f'(batch of {len(outputs["scores"])}): {error}') from error
+        for key in worst:
+            worst[key] = max(worst[key], diffs[key])
+    return worst
+
+
+def verify_onnx(model: DeployedDetector, path: str,
+                images: Sequence[np.ndarray]) -> Dict[str, float]:
+    """Check that onnxruntime detects in an ONNX file what PyTorch detects,
+    to the default tolerances of :func:`verify_detector`.
 
     Args:
         model (DeployedDetector): The model that was exported.
@@ -324,30 +374,10 @@ def verify_onnx(model: DeployedDetector, path: str,
         images (Sequence[np.ndarray]): Decoded BGR uint8 images.
 
     Returns:
-        dict[str, float]: The largest ``max_score_diff`` and
-        ``max_box_diff`` over all images.
+        dict[str, float]: The largest differences, as
+        :func:`verify_detector` gives them.
 
     Raises:
         ValueError: Naming the image and the measured difference.
     """
-    session = ONNXRuntimeDetector(path)
-    inputs, orig_sizes = preprocess(images, session.input_size)
-    expected = pytorch_detections(model.detector, inputs, orig_sizes)
-    runs = [(i, session(inputs[i:i + 1], orig_sizes[i:i + 1]), 0)
-            for i in range(len(images))]
-    if session.batch_size is None:
-        batch = session(inputs, orig_sizes)
-        runs += [(i, batch, i) for i in range(len(images))]
-    worst = dict(max_score_diff=0., max_box_diff=0.)
-    for i, outputs, row in runs:
-        ours = {k: torch.from_numpy(v[row]) for k, v in outputs.items()}
-        w0, h0 = orig_sizes[i]
-        try:
-            diffs = compare_detections(ours, expected[i], (h0, w0))
-        except AssertionError as error:
-            raise ValueError(
-                f'onnxruntime disagrees with PyTorch on image {i} (batch of '
-                f'{len(outputs["scores"])}): {error}') from error
-        for key in worst:
-            worst[key] = max(worst[key], diffs[key])
-    return worst
+    return verify_detector(model, ONNXRuntimeDetector(path), images)

@@ -26,7 +26,8 @@ from onnxruntime.quantization import (CalibrationDataReader, QuantFormat,
                                       QuantType, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from .onnxruntime_detector import INPUT_NAMES, ONNXRuntimeDetector
+from .exported_detector import INPUT_NAMES
+from .onnxruntime_detector import ONNXRuntimeDetector
 from .preprocess import preprocess
 
 QUANTIZED_OPS = ('Conv', 'Gemm', 'MatMul')

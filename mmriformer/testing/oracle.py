@@ -35,6 +35,9 @@ ORACLE_REQUIREMENTS = (
     'pillow==11.3.0',
     # HF's RT-DETR Hungarian matcher (the loss oracle) solves with scipy.
     'scipy==1.17.1',
+    # HF's RT-DETR in OpenVINO, the peer of our OpenVINO backends
+    # (tools/analysis_tools/hf_rtdetr_benchmark.py).
+    'openvino==2026.4.1',
 )
 CACHE_VARIABLE = 'MMRIFORMER_ORACLE_CACHE'
 HF_RTDETR_SCRIPT = osp.join(osp.dirname(__file__), 'hf_rtdetr_oracle.py')

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import assert_same_predictions
 from mmengine.config import Config
 
 from mmriformer.apis import build_model, infer, infer_onnxruntime
@@ -119,21 +120,8 @@ def test_infer_backends_agree(exported, tmp_path):
                                 score_thr=0)
     written = json.loads((tmp_path / 'ort/predictions.json').read_text())
     assert written == ort_run
-    assert [p['image'] for p in ort_run] == [p['image'] for p in torch_run]
-
-    def tensors(prediction):
-        dets = prediction['detections']
-        return dict(scores=torch.tensor([d['score'] for d in dets]),
-                    labels=torch.tensor([d['label'] for d in dets]),
-                    bboxes=torch.tensor([d['bbox'] for d in dets]))
-
-    for ours, reference in zip(ort_run, torch_run, strict=True):
-        assert len(ours['detections']) == 100
-        assert all(d['class'] == CLASSES[d['label']]
-                   for d in ours['detections'])
-        compare_detections(tensors(ours), tensors(reference), (200, 300))
-        name = Path(ours['image']).name
-        assert (tmp_path / 'ort/vis' / name).is_file()
+    assert_same_predictions(ort_run, torch_run, tmp_path / 'ort', (200, 300),
+                            CLASSES, 100)
 
 
 def test_onnxruntime_backend_errors(exported, tmp_path):

@@ -190,6 +190,10 @@ def test_damaged_image_writes_nothing(data, tmp_path):
     (['--backend', 'onnxruntime', 'model.onnx', 'images', '--deploy',
       '--device', 'cuda'], '--deploy, --device: for the pytorch backend '
      'only'),
+    (['--backend', 'openvino', 'model.xml', 'model.pth', 'images'],
+     'the openvino backend takes MODEL.xml INPUT (no config or checkpoint)'),
+    (['--backend', 'onnxruntime', 'model.onnx', 'images', '--precision',
+      'bf16'], '--precision: for the openvino backend only'),
 ])
 def test_backend_arguments(tmp_path, argv, message):
     proc = run_tool(*argv, '--out-dir', tmp_path / 'o')

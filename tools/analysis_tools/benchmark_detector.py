@@ -7,7 +7,9 @@ Backends, the agreement check and the timing:
 ``--peer-json`` adds the rows of such a list written by another tool (e.g.
 ``tools/analysis_tools/hf_rtdetr_benchmark.py``: HF transformers' RT-DETR,
 run in an environment of its own) to the table, with the speed-up of each
-of our rows over the peer row of the same device, dtype, batch and size.
+of our rows over the peer's eager row (``pytorch``) of the same device,
+dtype, batch and size, and for a backend the peer ran too (``openvino-f32``,
+``openvino-bf16``) over its row of that backend.
 
 Example::
 
@@ -35,13 +37,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('configs', nargs='+', help='config files')
     parser.add_argument('--backends', nargs='+', choices=tuple(BACKENDS),
                         help='default: pytorch-train, pytorch-deploy, and '
-                        'onnxruntime when it can run (onnxruntime-int8 only '
-                        'on request)')
+                        'onnxruntime when it can run (onnxruntime-int8, '
+                        'openvino-f32 and openvino-bf16 only on request; '
+                        "OpenVINO runs on the CPU with PyTorch's threads, "
+                        'bf16 needs a CPU with bf16 instructions)')
     parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1])
     parser.add_argument('--sizes', nargs='+', type=int, default=[640],
                         help='sides of the square inputs')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
-    parser.add_argument('--dtype', choices=tuple(DTYPES), default='fp32')
+    parser.add_argument('--dtype', choices=tuple(DTYPES), default='fp32',
+                        help='autocast of the PyTorch backends; the '
+                        'onnxruntime and OpenVINO ones need fp32')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the PyTorch backends')
     parser.add_argument('--cuda-graphs', action='store_true',
