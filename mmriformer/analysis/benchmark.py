@@ -10,11 +10,13 @@ Backends: ``pytorch-train`` (the train form, as the config builds it),
 only) and, when asked for, ``onnxruntime-int8`` (that export quantised by
 :func:`~mmriformer.deployment.quantize_int8`, calibrated on a few generated
 shapes images), ``openvino-f32`` and ``openvino-bf16`` (the deploy form
-exported once by :func:`~mmriformer.deployment.export_openvino` and run by
-:class:`~mmriformer.deployment.OpenVINODetector` on the CPU, computing in
-the precision of the name, with as many threads as PyTorch's
-``torch.get_num_threads()``; ``--dtype`` fp32 only, since ``--dtype`` is
-PyTorch's autocast; bf16 needs a CPU with bf16 instructions). Each timed
+exported once by :func:`~mmriformer.deployment.export_openvino`, computing
+in the precision of the name) and ``openvino-int8`` (an IR of its own,
+quantised by NNCF on the same generated images, its float parts in f32),
+run by :class:`~mmriformer.deployment.OpenVINODetector` on the CPU with as
+many threads as PyTorch's ``torch.get_num_threads()``; ``--dtype`` fp32
+only, since ``--dtype`` is PyTorch's autocast; bf16 needs a CPU with bf16
+instructions. Each timed
 call is the whole inference path with the official export interface
 (:class:`~mmriformer.deployment.DeployedDetector`): ``[0, 1]`` RGB images
 in; labels, boxes and scores of the top-k detections out, post-processing
@@ -27,7 +29,7 @@ weights of sane magnitude from a seed) and the same random images of
 checked against the first backend's: scores within 1e-4 and boxes within
 0.1 px (in float32; fp16/bf16 runs are checked the same way in float32,
 since rounding in half precision moves scores by more than that). The INT8
-file and OpenVINO in bf16 are not checked so: quantisation and bf16's 8
+files and OpenVINO in bf16 are not checked so: quantisation and bf16's 8
 significant bits move scores by far more than that, and their accuracy is
 a matter of mAP (``tools/deployment/test_onnx.py``). Then each backend is
 warmed up and the timed calls are interleaved
@@ -59,6 +61,7 @@ from contextlib import nullcontext
 from typing import (Callable, Collection, Dict, List, Optional, Sequence,
                     Tuple)
 
+import numpy as np
 import onnxruntime
 import torch
 from torch import Tensor, nn
@@ -69,7 +72,7 @@ from ..deployment import (DeployedDetector, ExportedDetector,
                           ONNXRuntimeDetector, OpenVINODetector,
                           compare_detections, export_onnx, export_openvino,
                           quantize_int8, read_image)
-from ..deployment.openvino_detector import import_openvino
+from ..deployment.openvino_detector import import_optional
 from ..models.utils.onednn import onednn_enabled
 from ..testing import randomize_
 from ..utils.cli_checks import check_output_file
@@ -84,11 +87,16 @@ BACKENDS = {
     'onnxruntime-int8': 'deploy',
     'openvino-f32': 'deploy',
     'openvino-bf16': 'deploy',
+    'openvino-int8': 'deploy',
 }
 ONNX_BACKENDS = ('onnxruntime', 'onnxruntime-int8')
-# The precision each OpenVINO backend computes in. One IR serves them: the
-# precision is a setting of the compiled model, not of the file.
-OPENVINO_BACKENDS = {'openvino-f32': 'f32', 'openvino-bf16': 'bf16'}
+# The precision each OpenVINO backend computes in. One IR serves f32 and
+# bf16 (a setting of the compiled model); int8 has its own, quantised.
+OPENVINO_BACKENDS = {
+    'openvino-f32': 'f32',
+    'openvino-bf16': 'bf16',
+    'openvino-int8': 'int8'
+}
 # The exported backends held to the agreement check (the others compute
 # in lower precision).
 CHECKED_EXPORTS = ('onnxruntime', 'openvino-f32')
@@ -170,7 +178,9 @@ def openvino_missing(precision: str, device: str, dtype: str) -> Optional[str]:
         return ('an OpenVINO backend computes in the precision of its name '
                 "(--dtype is PyTorch's autocast); use --dtype fp32")
     try:
-        ov = import_openvino()
+        ov = import_optional('openvino')
+        if precision == 'int8':
+            import_optional('nncf')
     except ImportError as error:
         return str(error).rstrip('.')
     if precision == 'bf16' and 'BF16' not in ov.Core().get_property(
@@ -309,7 +319,7 @@ def torch_runner(model: nn.Module, device: str, dtype: str,
 
 
 def export_deploy(model: nn.Module, size: int, dynamic_batch: bool,
-                  path: str) -> str:
+                  path: str, **openvino_args) -> str:
     """Export the deploy form for ``size x size`` inputs.
 
     Args:
@@ -317,8 +327,9 @@ def export_deploy(model: nn.Module, size: int, dynamic_batch: bool,
         size (int): Side of the square input.
         dynamic_batch (bool): Export with a dynamic batch dimension.
         path (str): The file: ONNX (``.onnx``, :func:`export_onnx`) or
-            an OpenVINO IR (``.xml``, :func:`export_openvino`, weights in
-            float32 whatever the precision it runs in).
+            an OpenVINO IR (``.xml``, :func:`export_openvino`).
+        **openvino_args: For an IR: ``precision`` and
+            ``calibration_images`` of :func:`export_openvino`.
 
     Returns:
         str: ``path``.
@@ -328,28 +339,26 @@ def export_deploy(model: nn.Module, size: int, dynamic_batch: bool,
     return export(
         DeployedDetector(copy.deepcopy(model).cpu()), path, (size, size),
         dataset_meta=dict(classes=[str(i) for i in range(num_classes)]),
-        dynamic_batch=dynamic_batch)
+        dynamic_batch=dynamic_batch, **openvino_args)
 
 
-def quantize_export(path: str, size: int, folder: str) -> str:
-    """The INT8 file of an export, calibrated on generated shapes images
-    of ``size x size``.
+def calibration_images(size: int, folder: str) -> List[np.ndarray]:
+    """Generated shapes images of ``size x size`` to calibrate an INT8 file
+    on; its speed does not depend on them.
 
     Args:
-        path (str): The float32 export.
-        size (int): Side of the square input.
-        folder (str): Where the calibration images are written.
+        size (int): Side of the square images.
+        folder (str): Where they are written.
 
     Returns:
-        str: Path of the INT8 file, beside ``path``.
+        list[np.ndarray]: The decoded images.
     """
     root = osp.join(folder, f'calibration_{size}')
     generate_shapes_dataset(root, 'images', num_images=CALIBRATION_IMAGES,
                             image_size=(size, size), min_size=size // 8,
                             max_size=size // 2)
-    images = [read_image(osp.join(root, 'images', name))
-              for name in sorted(os.listdir(osp.join(root, 'images')))]
-    return quantize_int8(path, path.replace('.onnx', '_int8.onnx'), images)
+    return [read_image(osp.join(root, 'images', name))
+            for name in sorted(os.listdir(osp.join(root, 'images')))]
 
 
 def exported_runner(detector: ExportedDetector) -> Runner:
@@ -515,20 +524,26 @@ def exported_runners(model: nn.Module, backends: Sequence[str], size: int,
             runners['onnxruntime'] = exported_runner(
                 ONNXRuntimeDetector(path, providers))
         if 'onnxruntime-int8' in backends:
+            int8 = quantize_int8(path, path.replace('.onnx', '_int8.onnx'),
+                                 calibration_images(size, folder))
             runners['onnxruntime-int8'] = exported_runner(
-                ONNXRuntimeDetector(quantize_export(path, size, folder),
-                                    providers))
-    openvino = [b for b in backends if b in OPENVINO_BACKENDS]
-    if openvino:
-        xml = export_deploy(model, size, dynamic_batch,
-                            osp.join(folder, f'deploy_{size}.xml'))
-        # The float precisions share this IR; an INT8 backend would need a
-        # file of its own, calibrated.
-        for backend in openvino:
-            # PyTorch's threads, so that the backends compare fairly.
-            runners[backend] = exported_runner(
-                OpenVINODetector(xml, OPENVINO_BACKENDS[backend],
-                                 torch.get_num_threads()))
+                ONNXRuntimeDetector(int8, providers))
+    files = {}
+    for backend in backends:
+        precision = OPENVINO_BACKENDS.get(backend)
+        if precision is None:
+            continue
+        kind = 'int8' if precision == 'int8' else 'float'
+        if kind not in files:
+            files[kind] = export_deploy(
+                model, size, dynamic_batch,
+                osp.join(folder, f'deploy_{size}_{kind}.xml'),
+                **(dict(precision='int8',
+                        calibration_images=calibration_images(size, folder))
+                   if kind == 'int8' else {}))
+        # PyTorch's threads, so that the backends compare fairly.
+        runners[backend] = exported_runner(
+            OpenVINODetector(files[kind], precision, torch.get_num_threads()))
     return runners
 
 

@@ -26,8 +26,8 @@ RUNNABLE = [b for b in BACKENDS if not backend_missing(b, 'cpu', 'fp32')]
 def test_every_backend_batch_and_size_in_rows_and_table(monkeypatch,
                                                         tmp_path):
     """The float32 exports (onnxruntime, openvino-f32) are held to the
-    agreement check, and pass it; onnxruntime-int8 and openvino-bf16 are
-    not."""
+    agreement check, and pass it; onnxruntime-int8, openvino-bf16 and
+    openvino-int8 are not."""
     checked = []
 
     def check(outputs, image_size):
@@ -175,12 +175,14 @@ def test_openvino_on_cuda_or_under_autocast_is_an_error(
 
 
 def test_unknown_backend_is_an_error():
-    with pytest.raises(ValueError, match='--backends openvino-int8 is not a '
+    with pytest.raises(ValueError, match='--backends openvino-fp16 is not a '
                        'backend; give some of pytorch-train, '):
-        resolve_backends(['openvino-int8'], 'cpu', 'fp32')
+        resolve_backends(['openvino-fp16'], 'cpu', 'fp32')
 
 
 def test_openvino_missing_or_a_cpu_without_bf16(monkeypatch):
+    """Each backend runs only where its runtime and its precision are;
+    openvino-int8 also needs NNCF."""
     class CoreWithoutBF16:
 
         def get_property(self, device, name):
@@ -194,8 +196,15 @@ def test_openvino_missing_or_a_cpu_without_bf16(monkeypatch):
                        r'neither AVX512-BF16 nor AMX\); leave openvino-bf16 '
                        'out.'):
         resolve_backends(['openvino-bf16'], 'cpu', 'fp32')
-    monkeypatch.setitem(sys.modules, 'openvino', None)  # import fails
+    monkeypatch.setitem(sys.modules, 'nncf', None)  # import fails
+    assert resolve_backends(['openvino-f32'], 'cpu', 'fp32') == (
+        ['openvino-f32'], None)
+    with pytest.raises(ValueError, match='--backends openvino-int8 cannot '
+                       'run: nncf is not installed; install the optional '
+                       'requirements'):
+        resolve_backends(['openvino-int8'], 'cpu', 'fp32')
+    monkeypatch.setitem(sys.modules, 'openvino', None)
     with pytest.raises(ValueError, match='--backends openvino-f32 cannot '
-                       'run: OpenVINO is not installed; install the optional '
+                       'run: openvino is not installed; install the optional '
                        'requirements'):
         resolve_backends(['openvino-f32'], 'cpu', 'fp32')

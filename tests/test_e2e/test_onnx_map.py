@@ -2,9 +2,10 @@
 """The mAP of a trained detector survives the export and INT8 quantisation.
 
 The model overfits four images with the real Runner; the command-line tools
-then export it (verified against PyTorch on those images), quantise it
-(calibrated on them) and evaluate both files with onnxruntime on the same
-set, through the config's dataset and ``CocoMetric``.
+then export it (verified against PyTorch on those images) to ONNX and to
+OpenVINO IRs in f32 and int8, quantise the ONNX file (calibrated on them)
+and evaluate every file (the f32 IR in f32 and bf16) on the same set,
+through the config's dataset and ``CocoMetric``.
 """
 import json
 import subprocess
@@ -44,17 +45,30 @@ def test_exported_and_int8_map(tmp_path):
     run_tool('export_onnx.py', config, checkpoint, model, '--verify-images',
              *sorted(images.iterdir()))
     run_tool('quantize_onnx.py', model, int8, '--calibration-images', images)
+    ir, ir_int8 = tmp_path / 'model.xml', tmp_path / 'model_int8.xml'
+    run_tool('export_openvino.py', config, checkpoint, ir, '--verify-images',
+             *sorted(images.iterdir()))
+    run_tool('export_openvino.py', config, checkpoint, ir_int8, '--precision',
+             'int8', '--calibration-images', images, '--verify-images',
+             *sorted(images.iterdir()))
     maps = {}
-    for path in (model, int8):
-        out = path.with_suffix('.json')
-        run_tool('test_onnx.py', config, path, '--out', out)
-        maps[path] = json.loads(out.read_text())['coco/bbox_mAP']
-    print(f'mAP: PyTorch {pytorch_map:.3f}, onnxruntime {maps[model]:.3f}, '
-          f'INT8 {maps[int8]:.3f}')
+    for name, path, *runtime in (
+            ('onnxruntime', model), ('onnxruntime INT8', int8),
+            ('OpenVINO f32', ir, '--backend', 'openvino'),
+            ('OpenVINO bf16', ir, '--backend', 'openvino', '--precision',
+             'bf16'),
+            ('OpenVINO int8', ir_int8, '--backend', 'openvino')):
+        out = tmp_path / f'{name}.json'
+        run_tool('test_onnx.py', config, path, '--out', out, *runtime)
+        maps[name] = json.loads(out.read_text())['coco/bbox_mAP']
+    print(f'mAP: PyTorch {pytorch_map:.3f}, ' +
+          ', '.join(f'{name} {value:.3f}' for name, value in maps.items()))
     # The export's detections match PyTorch's on these images (scores to
     # 1e-4, boxes to 0.1 px), so only a box at an IoU threshold could
     # differ: one detection moves one class's AP at one of the 10
     # thresholds, at most 1 / (6 classes x 10) of the mAP.
-    assert maps[model] == pytest.approx(pytorch_map, abs=1 / 60)
-    # INT8 keeps the bar of learning.
-    assert maps[int8] >= 0.9
+    for name in ('onnxruntime', 'OpenVINO f32'):
+        assert maps[name] == pytest.approx(pytorch_map, abs=1 / 60)
+    # Reduced precisions keep the bar of learning.
+    for name in ('onnxruntime INT8', 'OpenVINO bf16', 'OpenVINO int8'):
+        assert maps[name] >= 0.9

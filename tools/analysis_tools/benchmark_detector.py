@@ -37,8 +37,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('configs', nargs='+', help='config files')
     parser.add_argument('--backends', nargs='+', choices=tuple(BACKENDS),
                         help='default: pytorch-train, pytorch-deploy, and '
-                        'onnxruntime when it can run (onnxruntime-int8, '
-                        'openvino-f32 and openvino-bf16 only on request; '
+                        'onnxruntime when it can run (onnxruntime-int8 and '
+                        'openvino-f32, -bf16, -int8 only on request; '
                         "OpenVINO runs on the CPU with PyTorch's threads, "
                         'bf16 needs a CPU with bf16 instructions)')
     parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1])
