@@ -50,13 +50,10 @@ of that backend.
 import copy
 import importlib.metadata
 import json
-import math
 import os
 import os.path as osp
 import platform
-import statistics
 import tempfile
-import time
 from contextlib import nullcontext
 from typing import (Callable, Collection, Dict, List, Optional, Sequence,
                     Tuple)
@@ -77,6 +74,7 @@ from ..models.utils.onednn import onednn_enabled
 from ..testing import randomize_
 from ..utils.cli_checks import check_output_file
 from .complexity import build_detector, deploy_copy
+from .timing import summarize, time_runners
 
 # The form of the detector each backend runs (the onnxruntime and OpenVINO
 # ones run the deploy form's export).
@@ -447,55 +445,6 @@ def check_backends_agree(outputs: Dict[str, Detections],
                     f'{name} does not predict what {names[0]} predicts on '
                     f'image {i}: {error}. Timing backends that compute '
                     f'different things would compare nothing.') from error
-
-
-def time_runners(runners: Dict[str, Runner], images: Tensor, warmup: int,
-                 repeats: int) -> Dict[str, List[float]]:
-    """Seconds per call of each runner, interleaved across runners.
-
-    Args:
-        runners (dict[str, Callable]): The backends.
-        images (Tensor): Their input.
-        warmup (int): Untimed calls of each first.
-        repeats (int): Timed calls of each.
-
-    Returns:
-        dict[str, list[float]]: The times, in call order.
-    """
-    cuda = images.device.type == 'cuda'
-    for run in runners.values():
-        for _ in range(warmup):
-            run(images)
-    times = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            run(images)
-            if cuda:
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def summarize(times: Sequence[float], batch_size: int) -> dict:
-    """Median and 90th percentile latency (ms) and images/s of a backend.
-
-    Args:
-        times (Sequence[float]): Seconds per call.
-        batch_size (int): Images per call.
-
-    Returns:
-        dict: ``median_ms``, ``p90_ms`` (nearest rank), ``images_per_s``
-        and every call's ``times_ms``.
-    """
-    ms = sorted(t * 1e3 for t in times)
-    median = statistics.median(ms)
-    p90 = ms[math.ceil(0.9 * len(ms)) - 1]  # nearest rank
-    return dict(median_ms=median, p90_ms=p90,
-                images_per_s=batch_size * 1e3 / median,
-                times_ms=[t * 1e3 for t in times])
 
 
 def exported_runners(model: nn.Module, backends: Sequence[str], size: int,

@@ -10,8 +10,9 @@ ensure_oracle_venv())"`` builds it and prints its Python). It imports only
 the standard library, torch, transformers, openvino (for its backends) and,
 by path, ``mmriformer/testing/hf_rtdetr_oracle.py``, whose ``build_model``
 gives ``RTDetrForObjectDetection`` in an official layout (R18vd by default)
-with random weights (nothing is downloaded), and
-``mmriformer/deployment/detections.py`` (the agreement check).
+with random weights (nothing is downloaded),
+``mmriformer/deployment/detections.py`` (the agreement check) and
+``mmriformer/analysis/timing.py`` (the timing, as ours).
 
 Backends (``--backends``, each timed on the same model and images):
 
@@ -52,12 +53,9 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
-import math
 import os
 import os.path as osp
 import platform
-import statistics
-import time
 import warnings
 from contextlib import nullcontext
 
@@ -134,17 +132,6 @@ def parse_args() -> argparse.Namespace:
         parser.error(f'{args.out} exists and is not replaced; give another '
                      f'path, or --force to replace it')
     return args
-
-
-def summarize(times_s: list, batch_size: int) -> dict:
-    """Median and 90th percentile (nearest rank) latency in ms, and
-    images/s; as :func:`mmriformer.analysis.benchmark.summarize`, which
-    this environment cannot import."""
-    ms = sorted(t * 1e3 for t in times_s)
-    median = statistics.median(ms)
-    return dict(median_ms=median, p90_ms=ms[math.ceil(0.9 * len(ms)) - 1],
-                images_per_s=batch_size * 1e3 / median,
-                times_ms=[t * 1e3 for t in times_s])
 
 
 class LogitsAndBoxes(torch.nn.Module):
@@ -248,28 +235,6 @@ def check_agreement(compare_detections, reference: list, detections: list,
             f'within {worst["max_box_diff"]:.2g} px')
 
 
-def time_interleaved(runners: dict, images: torch.Tensor, warmup: int,
-                     repeats: int) -> dict:
-    """Seconds per call of each runner, the calls interleaved across
-    runners so that a drift in the machine's speed hits each alike; as
-    :func:`mmriformer.analysis.benchmark.time_runners`."""
-    cuda = images.device.type == 'cuda'
-    for run in runners.values():
-        for _ in range(warmup):
-            run(images)
-    times = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            run(images)
-            if cuda:
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def main() -> None:
     args = parse_args()
     if args.device == 'cuda' and not torch.cuda.is_available():
@@ -282,6 +247,7 @@ def main() -> None:
     oracle = load_module('mmriformer', 'testing', 'hf_rtdetr_oracle.py')
     compare_detections = load_module('mmriformer', 'deployment',
                                      'detections.py').compare_detections
+    timing = load_module('mmriformer', 'analysis', 'timing.py')
     model = oracle.build_model(args.variant)
     oracle.perturb_(model, seed=args.seed)
     model = model.to(args.device).eval()
@@ -341,7 +307,7 @@ def main() -> None:
                 print(check_agreement(compare_detections, eager(images),
                                       runners['openvino-f32'](images), size),
                       flush=True)
-            times = time_interleaved(runners, images, args.warmup,
+            times = timing.time_runners(runners, images, args.warmup,
                                      args.repeats)
             for backend in args.backends:
                 row = dict(model=f'hf_rtdetr_{args.variant}',
@@ -349,7 +315,7 @@ def main() -> None:
                            dtype=args.dtype, batch_size=batch_size,
                            size=size, seed=args.seed, warmup=args.warmup,
                            environment=env,
-                           **summarize(times[backend], batch_size))
+                           **timing.summarize(times[backend], batch_size))
                 rows.append(row)
                 print(f'{row["model"]} {backend} {args.device} {args.dtype} '
                       f'batch {batch_size} {size}x{size}: median '
