@@ -100,7 +100,8 @@ def main() -> None:
                   f'difference {diffs["max_box_diff"]:.2e} px, at most '
                   f'{diffs["unmatched"]} detections of an image without a '
                   f'partner')
-    except (FileNotFoundError, ValueError, pickle.UnpicklingError) as error:
+    except (FileNotFoundError, ImportError, ValueError,
+            pickle.UnpicklingError) as error:
         sys.exit(f'error: {error}')
 
 
