@@ -1,9 +1,8 @@
 # The CPU demo with DEIM's recipe (mmriformer/utils/deim_recipe.py): the
 # RT-DETR demo's model, data (the same 1000 training images), seed and batch
 # of 8, with MAL, Dense O2O and FlatCosineLR, in half its iterations: 4
-# epochs of 125 iterations instead of 8. Not yet working: mAP 0.003 after
-# its 500 iterations, against the RT-DETR demo's 0.452 (docs/training.md;
-# measured before DEIM's decoder joined the recipe).
+# epochs of 125 iterations instead of 8. Not yet working: mAP 0.195 after
+# its 500 iterations, against the RT-DETR demo's 0.452 (docs/training.md).
 _base_ = './rtdetr_riformer_s12_shapes.py'
 from mmriformer.utils.deim_recipe import deim_changes  # noqa: E402
 
