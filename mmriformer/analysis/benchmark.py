@@ -465,6 +465,9 @@ def exported_runners(model: nn.Module, backends: Sequence[str], size: int,
         dict[str, Callable]: The exported backends asked for.
     """
     runners = {}
+    # One set of images calibrates both INT8 files.
+    calibration = calibration_images(size, folder) if {
+        'onnxruntime-int8', 'openvino-int8'} & set(backends) else None
     if set(ONNX_BACKENDS) & set(backends):
         path = export_deploy(model, size, dynamic_batch,
                              osp.join(folder, f'deploy_{size}.onnx'))
@@ -474,7 +477,7 @@ def exported_runners(model: nn.Module, backends: Sequence[str], size: int,
                 ONNXRuntimeDetector(path, providers))
         if 'onnxruntime-int8' in backends:
             int8 = quantize_int8(path, path.replace('.onnx', '_int8.onnx'),
-                                 calibration_images(size, folder))
+                                 calibration)
             runners['onnxruntime-int8'] = exported_runner(
                 ONNXRuntimeDetector(int8, providers))
     files = {}
@@ -487,8 +490,7 @@ def exported_runners(model: nn.Module, backends: Sequence[str], size: int,
             files[kind] = export_deploy(
                 model, size, dynamic_batch,
                 osp.join(folder, f'deploy_{size}_{kind}.xml'),
-                **(dict(precision='int8',
-                        calibration_images=calibration_images(size, folder))
+                **(dict(precision='int8', calibration_images=calibration)
                    if kind == 'int8' else {}))
         # PyTorch's threads, so that the backends compare fairly.
         runners[backend] = exported_runner(
