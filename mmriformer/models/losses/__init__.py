@@ -9,8 +9,7 @@ from .varifocal_loss import RTDETRVarifocalLoss, varifocal_loss
 
 __all__ = [
     'DecoupledDistillationFocalLoss', 'FineGrainedLocalizationLoss',
-    'fine_grained_localization_loss',
-    'IoUAwareClassificationLoss', 'logit_distillation_loss',
-    'MatchabilityAwareLoss', 'matchability_aware_loss', 'RTDETRVarifocalLoss',
-    'varifocal_loss'
+    'fine_grained_localization_loss', 'IoUAwareClassificationLoss',
+    'logit_distillation_loss', 'MatchabilityAwareLoss',
+    'matchability_aware_loss', 'RTDETRVarifocalLoss', 'varifocal_loss'
 ]

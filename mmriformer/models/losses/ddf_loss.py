@@ -74,8 +74,7 @@ class DecoupledDistillationFocalLoss(nn.Module):
         pred = at_least_float32(pred)
         temperature = self.temperature
         student = F.log_softmax(pred / temperature, dim=-1)
-        teacher = F.log_softmax(
-            target.detach().to(pred) / temperature, dim=-1)
+        teacher = F.log_softmax(target.detach().to(pred) / temperature, dim=-1)
         kl = F.kl_div(student, teacher, reduction='none',
                       log_target=True).sum(-1)
         loss = weight.detach().to(pred) * temperature**2 * kl

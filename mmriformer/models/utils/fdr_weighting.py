@@ -47,7 +47,9 @@ def weighting_function(reg_max: int, up: Union[float, Tensor],
     # One element whatever mix of numbers and (1, ) tensors comes in.
     bound = torch.as_tensor(up * reg_scale).abs().reshape(())
     step = (bound + 1)**(2 / (reg_max - 2))
-    exponents = torch.arange(1, reg_max // 2, dtype=bound.dtype,
+    exponents = torch.arange(1,
+                             reg_max // 2,
+                             dtype=bound.dtype,
                              device=bound.device)
     right = step**exponents - 1
     ends = (2 * bound).reshape(1)
