@@ -3,7 +3,7 @@
 runs in the oracle venv.
 
 Run with the oracle venv's Python (see :mod:`mmriformer.testing.oracle`,
-``run_in_oracle``), as a script: it imports only the standard library,
+``run_oracle_script``), as a script: it imports only the standard library,
 torch and transformers (never mmriformer, mmdet or mmengine, which that
 venv does not have). It reads from ``IN.pt`` (``torch.save`` of a dict):
 

@@ -29,7 +29,7 @@ from mmriformer.models.utils import (box_to_distance, distance_to_bins,
                                      weighting_function)
 from mmriformer.testing import (EPS32, assert_float32_error_within,
                                 assert_float64_close, hf_dfine_loss_oracle)
-from mmriformer.testing.oracle import OracleUnavailable, run_in_oracle
+from mmriformer.testing.oracle import OracleUnavailable, run_oracle_script
 
 REG_MAX, UP, REG_SCALE = 32, 0.5, 4.0
 BINS = REG_MAX + 1
@@ -115,21 +115,14 @@ def fgl_targets(inputs, dtype):
                             project).reshape(-1)
 
 
-def run_hf(inputs, tmp_path):
-    torch.save(inputs, tmp_path / 'inputs.pt')
+def test_box_encoding_and_losses_equal_hf(tmp_path):
+    inputs = random_inputs(torch.Generator().manual_seed(0))
     try:
-        run_in_oracle(hf_dfine_loss_oracle.__file__,
-                      [str(tmp_path / 'inputs.pt'), str(tmp_path / 'hf.pt')],
-                      cwd=str(tmp_path))
+        hf = run_oracle_script(hf_dfine_loss_oracle.__file__, inputs,
+                               str(tmp_path))
     except OracleUnavailable as error:
         pytest.fail(f'The HF transformers oracle is unavailable, so D-FINE\'s '
                     f'box encoding and losses cannot be checked: {error}')
-    return torch.load(tmp_path / 'hf.pt')
-
-
-def test_box_encoding_and_losses_equal_hf(tmp_path):
-    inputs = random_inputs(torch.Generator().manual_seed(0))
-    hf = run_hf(inputs, tmp_path)
 
     # The functions, float64 on both sides.
     project = weighting_function(
