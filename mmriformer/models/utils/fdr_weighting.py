@@ -92,7 +92,8 @@ def distance_to_bins(distance: Tensor, project: Tensor) -> Tensor:
 
     Unlike D-FINE, which keeps the left bin and ``r`` apart in float32,
     the position holds both in the dtype of ``distance``: in float32 ``r``
-    is kept to 1e-6 (the spacing of float32 near 32), in float64 to 1e-14.
+    is kept to 2e-6 (half the spacing of float32 below 32), in float64 to
+    4e-15.
 
     Args:
         distance (Tensor): Offsets in W's units, any shape, e.g. (N, 4)
