@@ -19,8 +19,9 @@ import os.path as osp
 import shutil
 import subprocess
 import sys
-from typing import Sequence
+from typing import Any, Dict, Sequence
 
+import torch
 from filelock import FileLock
 
 # One version of everything, so the oracle does not move under the tests.
@@ -171,6 +172,32 @@ def run_in_oracle(script: str,
             f'{osp.basename(script)} failed in the oracle venv (exit '
             f'{proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}')
     return proc.stdout
+
+
+def run_oracle_script(script: str, inputs: Dict[str, Any],
+                      folder: str) -> Dict[str, Any]:
+    """Run a script of the form ``script IN.pt OUT.pt`` on ``inputs``.
+
+    ``inputs`` is saved to ``folder/inputs.pt``, the script writes
+    ``folder/outputs.pt`` (both with ``torch.save``), which is loaded back.
+
+    Args:
+        script (str): Path of the script.
+        inputs (dict): What the script reads.
+        folder (str): Folder for the exchanged files, also the working
+            folder.
+
+    Returns:
+        dict: What the script wrote.
+
+    Raises:
+        OracleUnavailable: As :func:`run_in_oracle`.
+    """
+    in_path = osp.join(folder, 'inputs.pt')
+    out_path = osp.join(folder, 'outputs.pt')
+    torch.save(inputs, in_path)
+    run_in_oracle(script, [in_path, out_path], cwd=folder)
+    return torch.load(out_path)
 
 
 def run_hf_rtdetr_oracle(out_dir: str, variants: Sequence[str]) -> str:

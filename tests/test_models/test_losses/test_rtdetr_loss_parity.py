@@ -22,7 +22,7 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 from mmriformer.testing import hf_rtdetr_loss_oracle
-from mmriformer.testing.oracle import OracleUnavailable, run_in_oracle
+from mmriformer.testing.oracle import OracleUnavailable, run_oracle_script
 
 ROOT = Path(__file__).parents[3]
 BASE_MODEL = ROOT / 'configs/_base_/models/rtdetr_riformer.py'
@@ -123,19 +123,15 @@ def test_loss_terms_and_matching_equal_hf(tmp_path, monkeypatch):
     boxes = torch.stack([layer[1] for layer in layers[:-1]])
     enc_logits, enc_boxes = layers[-1]
 
-    torch.save(
-        dict(logits=logits, boxes=boxes, enc_logits=enc_logits,
-             enc_boxes=enc_boxes, labels=[labels for labels, _ in gts],
-             gt_boxes=[gt_boxes for _, gt_boxes in gts]),
-        tmp_path / 'inputs.pt')
+    inputs = dict(logits=logits, boxes=boxes, enc_logits=enc_logits,
+                  enc_boxes=enc_boxes, labels=[labels for labels, _ in gts],
+                  gt_boxes=[gt_boxes for _, gt_boxes in gts])
     try:
-        run_in_oracle(hf_rtdetr_loss_oracle.__file__,
-                      [str(tmp_path / 'inputs.pt'), str(tmp_path / 'hf.pt')],
-                      cwd=str(tmp_path))
+        hf = run_oracle_script(hf_rtdetr_loss_oracle.__file__, inputs,
+                               str(tmp_path))
     except OracleUnavailable as error:
         pytest.fail(f'The HF transformers oracle is unavailable, so the '
                     f'loss cannot be checked: {error}')
-    hf = torch.load(tmp_path / 'hf.pt')
 
     # Record every assignment; the head assigns layer by layer (each image
     # in turn), then the encoder's outputs.
