@@ -24,10 +24,10 @@ from mmcv.cnn import ConvModule
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...converters.dfine.backbone_keys import hgnetv2_to_ours
 from ...utils.pretrained import init_pretrained
+from ..utils.frozen_stages import FrozenStagesMixin
 
 
 class LearnableAffine(nn.Module):
@@ -222,7 +222,7 @@ class HGStage(nn.Module):
 
 
 @MODELS.register_module()
-class HGNetV2(BaseModule):
+class HGNetV2(FrozenStagesMixin, BaseModule):
     """HGNetv2 backbone (PP-HGNetV2 as in D-FINE and DEIM).
 
     D-FINE's detectors use: N ``arch='B0', use_lab=True,
@@ -352,17 +352,6 @@ class HGNetV2(BaseModule):
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'HGNetV2':
-        """Set train mode, keeping frozen stages (and BN if norm_eval) in
-        eval mode."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
 
     def init_weights(self) -> None:
         """Initialise, or load the checkpoint of a ``Pretrained`` init_cfg
