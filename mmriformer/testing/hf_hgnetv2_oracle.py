@@ -9,8 +9,8 @@ torch and transformers. For each requested arch it
    downloaded) returning all four stages, and redraws every weight: convs
    ~ N(0, 1 / fan_in), norm scales and learnt-affine scales in [0.5, 1.5],
    norm and learnt-affine biases ~ N(0, 0.1). The BatchNorm statistics are
-   measured on a calibration batch (so every layer's output keeps a scale
-   near 1 in eval mode, through all depths) and then perturbed: means
+   measured on a calibration batch (so in eval mode no layer's output
+   vanishes or is left to its biases, at any depth) and then perturbed: means
    moved by N(0, 0.1) standard deviations, variances scaled by [0.5, 1.5];
 2. saves it with ``save_pretrained`` (``<out>/<arch>/``) and runs it in
    eval mode on a fixed batch (``<out>/input.pt``, (2, 3, 161, 129), odd
@@ -21,7 +21,7 @@ torch and transformers. For each requested arch it
    them (``<out>/<arch>_official.pth``, ``{'model': {'backbone.*': ...}}``),
    renamed here from Peterande/D-FINE's module names independently of the
    converter under test; without ``num_batches_tracked`` for the archs
-   whose D-FINE detectors freeze their norms (L and X: B4, B5);
+   whose D-FINE detectors freeze their norms (D-FINE-L's B4);
 4. with ``:dfine``, builds ``DFineForObjectDetection`` around the same
    backbone (its norms frozen, as HF's D-FINE has them), loads the weights,
    saves it (``<out>/<arch>_dfine/``) and its backbone's features
@@ -54,13 +54,6 @@ ARCHS = {
                  [256, 64, 512, 2, True, True, 5, 3],
                  [512, 128, 1024, 1, True, True, 5, 3]],
          use_lab=True),
-    'B2':
-    dict(stem=[3, 24, 32],
-         stages=[[32, 32, 96, 1, False, False, 3, 4],
-                 [96, 64, 384, 1, True, False, 3, 4],
-                 [384, 128, 768, 3, True, True, 5, 4],
-                 [768, 256, 1536, 1, True, True, 5, 4]],
-         use_lab=True),
     'B4':
     dict(stem=[3, 32, 48],
          stages=[[48, 48, 128, 1, False, False, 3, 6],
@@ -69,9 +62,9 @@ ARCHS = {
                  [1024, 384, 2048, 1, True, True, 5, 6]],
          use_lab=False),
 }
-# D-FINE-L and X (B4, B5) replace their norms by frozen ones, which save no
-# counters.
-FROZEN_NORMS = ('B4', 'B5')
+# D-FINE-L (B4; X's B5 likewise) replaces its norms by frozen ones, which
+# save no counters.
+FROZEN_NORMS = ('B4', )
 INPUT_SHAPE = (2, 3, 161, 129)
 
 
@@ -179,6 +172,7 @@ def official_state(hf_state: dict, arch: str) -> dict:
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest ``|a - b|`` over the largest ``|b|``, in float64."""
     return ((a.double() - b.double()).abs().max() /
             b.double().abs().max()).item()
 
