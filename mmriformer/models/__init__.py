@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .backbones import PResNet, RIFormer
+from .backbones import HGNetV2, PResNet, RIFormer
 from .classifiers import ModuleImitationClassifier
 from .data_preprocessors import BatchRandomChoiceResize, DEIMBatchMixUp
 from .dense_heads import RTDETRHead
@@ -10,8 +10,8 @@ from .necks import HybridEncoder
 from .utils import switch_to_deploy
 
 __all__ = [
-    'BatchRandomChoiceResize', 'DEIMBatchMixUp', 'PResNet', 'RIFormer',
-    'RIFormerBlock', 'RTDETRHead', 'RTDETR', 'LayerNorm2d',
+    'BatchRandomChoiceResize', 'DEIMBatchMixUp', 'HGNetV2', 'PResNet',
+    'RIFormer', 'RIFormerBlock', 'RTDETRHead', 'RTDETR', 'LayerNorm2d',
     'RTDETRVarifocalLoss', 'MatchabilityAwareLoss', 'HybridEncoder',
     'ModuleImitationClassifier', 'switch_to_deploy'
 ]

@@ -42,6 +42,7 @@ ORACLE_REQUIREMENTS = (
 )
 CACHE_VARIABLE = 'MMRIFORMER_ORACLE_CACHE'
 HF_RTDETR_SCRIPT = osp.join(osp.dirname(__file__), 'hf_rtdetr_oracle.py')
+HF_HGNETV2_SCRIPT = osp.join(osp.dirname(__file__), 'hf_hgnetv2_oracle.py')
 _COMPLETE = '.complete'
 
 
@@ -215,4 +216,23 @@ def run_hf_rtdetr_oracle(out_dir: str, variants: Sequence[str]) -> str:
     """
     os.makedirs(out_dir, exist_ok=True)
     run_in_oracle(HF_RTDETR_SCRIPT, [out_dir, *variants], cwd=out_dir)
+    return out_dir
+
+
+def run_hf_hgnetv2_oracle(out_dir: str, requests: Sequence[str]) -> str:
+    """Build, save and run HF HGNetV2 backbones in the oracle.
+
+    See :mod:`mmriformer.testing.hf_hgnetv2_oracle` for what lands in
+    ``out_dir``.
+
+    Args:
+        out_dir (str): Folder for the exchanged files.
+        requests (Sequence[str]): Archs, each optionally with ``':dfine'``
+            to save an HF D-FINE around it too, e.g. ``['B0:dfine', 'B4']``.
+
+    Returns:
+        str: ``out_dir``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    run_in_oracle(HF_HGNETV2_SCRIPT, [out_dir, *requests], cwd=out_dir)
     return out_dir

@@ -201,11 +201,26 @@ def finish(renamed: Renamed, num_classes: Optional[int]) -> StateDict:
         state[target] = torch.cat([parts[c][1] for c in 'qkv'])
     if num_classes is not None:
         trim_denoising_table(state, num_classes)
+    add_norm_counters(state)
+    return state
+
+
+def add_norm_counters(state: StateDict) -> StateDict:
+    """Give every BatchNorm without ``num_batches_tracked`` a 0 one, in
+    place.
+
+    Frozen BatchNorms (official R50/R101, D-FINE-L/X, HF backbones) save
+    no counter; ours has one. It only matters in training with
+    ``momentum=None``, where 0 restarts the running average.
+
+    Args:
+        state (dict[str, Tensor]): Our keys.
+
+    Returns:
+        dict[str, Tensor]: ``state``.
+    """
     for name in list(state):
         if name.endswith('.running_mean'):
             counter = name[:-len('running_mean')] + 'num_batches_tracked'
-            # Frozen BatchNorms (official R50/R101, HF backbones) save no
-            # counter; ours has one. It only matters in training with
-            # momentum=None, where 0 restarts the running average.
             state.setdefault(counter, torch.tensor(0, dtype=torch.long))
     return state

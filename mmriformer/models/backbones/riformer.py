@@ -16,10 +16,10 @@ from mmcv.cnn import build_norm_layer
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...utils.pretrained import init_pretrained
 from ..layers.riformer_block import RIFormerBlock
+from ..utils.frozen_stages import FrozenStagesMixin
 from ..utils.onednn import PackedWeight, conv2d
 from ..utils.reparameterize import switch_to_deploy
 
@@ -66,7 +66,7 @@ class PatchEmbed(nn.Module):
 
 
 @MODELS.register_module()
-class RIFormer(BaseModule):
+class RIFormer(FrozenStagesMixin, BaseModule):
     """RIFormer backbone for detection, with a fast deploy form.
 
     A paper-faithful re-implementation of mmpretrain's ``RIFormer`` (same
@@ -316,17 +316,6 @@ class RIFormer(BaseModule):
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'RIFormer':
-        """Set train mode, keeping frozen stages (and BN if norm_eval) in
-        eval mode."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
 
     def init_weights(self) -> None:
         """Initialise, or load the checkpoint of a ``Pretrained`` init_cfg."""
