@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from ...converters.riformer import (convert_riformer_block_state,
                                     fold_riformer_block_state)
-from ..utils.onednn import PackedWeight, fused_norm_kind, riformer_block_fused
+from ..utils.onednn import (PackedWeight, exporting, fused_norm_kind,
+                            riformer_block_fused)
 from .norm import build_affine_free_norm
 
 
@@ -75,7 +76,10 @@ class RIFormerBlock(BaseModule):
 
     With GN(num_groups=1) or LN2d and GELU, the deploy form runs
     channels-last with fused kernels (see
-    :func:`~mmriformer.models.utils.onednn.riformer_block_fused`).
+    :func:`~mmriformer.models.utils.onednn.riformer_block_fused`), except
+    in an exported graph: it has no memory formats, so the token views of
+    the channels-last path would become transposes around each 1x1
+    convolution; it keeps the NCHW convolutions instead.
 
     Args:
         dim (int): Channels.
@@ -189,7 +193,8 @@ class RIFormerBlock(BaseModule):
                 self.layer_scale_1[:, None, None] * self.token_mixer(y))
             return x + self.drop_path(
                 self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
-        if self.fused is not None and not (self.training and self.stochastic):
+        if self.fused is not None and not exporting() and not (
+                self.training and self.stochastic):
             return riformer_block_fused(x, self.fused, self.norm_reparam,
                                         self.norm2, self.mlp.fc1,
                                         self.mlp.fc2, self.packed_fc1,

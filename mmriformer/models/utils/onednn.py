@@ -115,6 +115,13 @@ def _probe() -> bool:
     return True
 
 
+def exporting() -> bool:
+    """Whether the ops run now are recorded into an exported graph
+    (``torch.export``, an ONNX export or a TorchScript trace)."""
+    return (torch.compiler.is_exporting() or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export())
+
+
 def onednn_usable(x: Tensor) -> bool:
     """Whether the oneDNN inference kernels may run on ``x`` now.
 
@@ -131,8 +138,7 @@ def onednn_usable(x: Tensor) -> bool:
     Returns:
         bool: Whether the fast path may run.
     """
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or \
-            torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if torch.compiler.is_compiling() or exporting():
         return False
     return (type(x) is Tensor and x.device.type == 'cpu'
             and x.dtype == torch.float32 and not torch.is_grad_enabled()

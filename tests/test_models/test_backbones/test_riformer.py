@@ -1,6 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 import copy
 
+import onnxruntime
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -353,3 +354,22 @@ def test_onednn_path_matches_plain_path_and_follows_weights():
     clone = copy.deepcopy(model)  # packed weights are not copied
     with torch.no_grad():
         assert_float32_error_within(reference, clone(x), other_plain)
+
+
+def test_deploy_block_exports_in_nchw():
+    """An export of the deploy block has no Transpose (the fused path's
+    channels-last token views would add them around the MLP) and computes
+    what the block computes in PyTorch."""
+    block = randomize_(RIFormerBlock(8), seed=3)
+    block.switch_to_deploy()
+    block.eval()
+    x = torch.randn(1, 8, 5, 6)
+    graph = torch.onnx.export(block, (x, ), dynamo=True, optimize=False,
+                              verbose=False).model_proto
+    assert 'Transpose' not in {node.op_type for node in graph.graph.node}
+    session = onnxruntime.InferenceSession(graph.SerializeToString())
+    exported = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = block(x)
+    torch.testing.assert_close(torch.from_numpy(exported[0]), expected,
+                               rtol=1e-5, atol=1e-5)
