@@ -185,11 +185,7 @@ class DFineDecoder(RTDETRDecoder):
             and ``eval_idx + 1`` in eval mode, so the last entry is the
             prediction to use.
         """
-        if min(len(reg_branches), len(cls_branches)) < self.num_layers:
-            raise ValueError(
-                f'{self.num_layers} layers need as many reg and cls '
-                f'branches, got {len(reg_branches)} and {len(cls_branches)}')
-        num_run = self.num_layers if self.training else self.eval_idx + 1
+        num_run = self.layers_to_run(reg_branches, cls_branches)
         project = weighting_function(self.reg_max, self.up, self.reg_scale)
 
         all_logits, all_boxes, all_corners = [], [], []

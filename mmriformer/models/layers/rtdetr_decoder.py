@@ -245,6 +245,19 @@ class RTDETRDecoder(nn.Module):
         for layer in self.layers:
             layer.cross_attn.init_weights()
 
+    def layers_to_run(self, reg_branches: Sequence[nn.Module],
+                      cls_branches: Sequence[nn.Module]) -> int:
+        """How many layers :meth:`forward` runs in the current mode.
+
+        Raises:
+            ValueError: There are fewer branches than layers.
+        """
+        if min(len(reg_branches), len(cls_branches)) < self.num_layers:
+            raise ValueError(
+                f'{self.num_layers} layers need as many reg and cls '
+                f'branches, got {len(reg_branches)} and {len(cls_branches)}')
+        return self.num_layers if self.training else self.eval_idx + 1
+
     def forward(self,
                 query: Tensor,
                 reference_points: Tensor,
@@ -288,11 +301,7 @@ class RTDETRDecoder(nn.Module):
             ``num_layers`` in training and ``eval_idx + 1`` in eval mode, so
             the last entry is always the prediction to use.
         """
-        if min(len(reg_branches), len(cls_branches)) < self.num_layers:
-            raise ValueError(
-                f'{self.num_layers} layers need as many reg and cls '
-                f'branches, got {len(reg_branches)} and {len(cls_branches)}')
-        num_run = self.num_layers if self.training else self.eval_idx + 1
+        num_run = self.layers_to_run(reg_branches, cls_branches)
 
         all_logits, all_boxes = [], []
         ref = reference_points  # boxes layer i samples around, detached
