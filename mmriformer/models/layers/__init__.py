@@ -19,8 +19,8 @@ from .rtdetr_decoder import RTDETRDecoder, RTDETRDecoderLayer
 __all__ = [
     'LayerNorm2d', 'build_affine_free_norm', 'MLP', 'MSDeformableAttention',
     'multi_scale_deformable_attn', 'multi_scale_deformable_attn_discrete',
-    'RTDETRDecoder', 'RTDETRDecoderLayer', 'DFineDecoder', 'DFineDecoderOutput',
-    'GatedResidual', 'LocationQualityEstimator',
+    'RTDETRDecoder', 'RTDETRDecoderLayer', 'DFineDecoder',
+    'DFineDecoderOutput', 'GatedResidual', 'LocationQualityEstimator',
     'AIFILayer', 'CSPRepLayer', 'DecoderInputProjection',
     'RTDETRCdnQueryGenerator', 'RepVggBlock', 'RIFormerBlock',
     'build_2d_sincos_position_embedding'

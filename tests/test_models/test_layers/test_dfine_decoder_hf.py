@@ -97,9 +97,8 @@ def oracle(tmp_path_factory):
 def converted(hf_state):
     """Our decoder and branches with HF's weights, float64, loaded
     strictly; every HF tensor is accounted for."""
-    branches = {'class_embed.', 'bbox_embed.'}
     own = {k: v for k, v in hf_state.items()
-           if not k.startswith(tuple(branches))}
+           if not k.startswith(('class_embed.', 'bbox_embed.'))}
     state = hf_dfine_decoder_to_ours(own)
     # q, k and v (weight and bias) become one in_proj pair, and
     # num_points_scale is dropped: 4 + 1 tensors fewer per layer.
