@@ -3,6 +3,9 @@ from .aifi_layer import AIFILayer
 from .csp_rep_layer import CSPRepLayer
 from .decoder_input_proj import DecoderInputProjection
 from .denoising import RTDETRCdnQueryGenerator
+from .dfine_decoder import DFineDecoder, DFineDecoderOutput
+from .gated_residual import GatedResidual
+from .lqe import LocationQualityEstimator
 from .mlp import MLP
 from .ms_deform_attn import (MSDeformableAttention,
                              multi_scale_deformable_attn,
@@ -16,7 +19,8 @@ from .rtdetr_decoder import RTDETRDecoder, RTDETRDecoderLayer
 __all__ = [
     'LayerNorm2d', 'build_affine_free_norm', 'MLP', 'MSDeformableAttention',
     'multi_scale_deformable_attn', 'multi_scale_deformable_attn_discrete',
-    'RTDETRDecoder', 'RTDETRDecoderLayer',
+    'RTDETRDecoder', 'RTDETRDecoderLayer', 'DFineDecoder',
+    'DFineDecoderOutput', 'GatedResidual', 'LocationQualityEstimator',
     'AIFILayer', 'CSPRepLayer', 'DecoderInputProjection',
     'RTDETRCdnQueryGenerator', 'RepVggBlock', 'RIFormerBlock',
     'build_2d_sincos_position_embedding'

@@ -208,6 +208,8 @@ class MSDeformableAttention(nn.Module):
     RT-DETR (v1) exactly; a per-level list and ``method='discrete'`` are
     RT-DETRv2's options. A list with the same count everywhere computes the
     same function as that int, with the same parameter layout.
+    ``projections=False`` is D-FINE's: the memory is sampled as it is and
+    the samples' sum is the output (no ``value_proj`` or ``output_proj``).
 
     Args:
         embed_dims (int): Channels of queries and values. Defaults to 256.
@@ -221,6 +223,9 @@ class MSDeformableAttention(nn.Module):
             nearest pixel (:func:`multi_scale_deformable_attn_discrete`) and
             freezes ``sampling_offsets``, which would get no gradient.
             Defaults to ``'default'``.
+        projections (bool): Whether the values and the output pass through
+            linear layers (``value_proj``, ``output_proj``), as in RT-DETR;
+            D-FINE has neither. Defaults to True.
     """
 
     def __init__(self,
@@ -228,7 +233,8 @@ class MSDeformableAttention(nn.Module):
                  num_heads: int = 8,
                  num_levels: int = 3,
                  num_points: Union[int, Sequence[int]] = 4,
-                 method: str = 'default') -> None:
+                 method: str = 'default',
+                 projections: bool = True) -> None:
         super().__init__()
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible '
@@ -250,8 +256,10 @@ class MSDeformableAttention(nn.Module):
         num_samples = num_heads * sum(num_points)
         self.sampling_offsets = nn.Linear(embed_dims, num_samples * 2)
         self.attention_weights = nn.Linear(embed_dims, num_samples)
-        self.value_proj = nn.Linear(embed_dims, embed_dims)
-        self.output_proj = nn.Linear(embed_dims, embed_dims)
+        self.projections = projections
+        if projections:
+            self.value_proj = nn.Linear(embed_dims, embed_dims)
+            self.output_proj = nn.Linear(embed_dims, embed_dims)
         self.init_weights()
         if method == 'discrete':
             self.sampling_offsets.requires_grad_(False)
@@ -279,9 +287,10 @@ class MSDeformableAttention(nn.Module):
             self.sampling_offsets.bias.copy_(grid.flatten())
         nn.init.zeros_(self.attention_weights.weight)
         nn.init.zeros_(self.attention_weights.bias)
-        for proj in (self.value_proj, self.output_proj):
-            nn.init.xavier_uniform_(proj.weight)
-            nn.init.zeros_(proj.bias)
+        if self.projections:
+            for proj in (self.value_proj, self.output_proj):
+                nn.init.xavier_uniform_(proj.weight)
+                nn.init.zeros_(proj.bias)
 
     def forward(self,
                 query: Tensor,
@@ -309,7 +318,8 @@ class MSDeformableAttention(nn.Module):
             Tensor: Shape (N, Lq, embed_dims).
         """
         num_batch, num_query, _ = query.shape
-        value = self.value_proj(value)
+        if self.projections:
+            value = self.value_proj(value)
         if value_mask is not None:
             value = value.masked_fill(~value_mask[..., None], 0)
         value = value.unflatten(-1, (self.num_heads, self.head_dims))
@@ -336,4 +346,4 @@ class MSDeformableAttention(nn.Module):
         output = SAMPLING_METHODS[self.method](value, spatial_shapes,
                                                locations, weights,
                                                self.num_points)
-        return self.output_proj(output)
+        return self.output_proj(output) if self.projections else output

@@ -9,6 +9,7 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from ..utils.precision import at_least_float32
+from .gated_residual import GatedResidual
 from .mlp import MLP
 from .ms_deform_attn import MSDeformableAttention, SpatialShapes
 
@@ -23,6 +24,12 @@ class RTDETRDecoderLayer(nn.Module):
     Submodule names follow RT-DETR's ``TransformerDecoderLayer``
     (``self_attn``, ``norm1``, ``cross_attn``, ``norm2``, ``linear1``,
     ``linear2``, ``norm3``), so its checkpoints convert by prefix only.
+
+    D-FINE's layer is this one with two options: a gated residual after the
+    cross-attention (``cross_attn_residual='gate'``: a
+    :class:`GatedResidual` named ``gateway`` in place of ``norm2``) and a
+    cross-attention without value and output projections
+    (``cross_attn_projections=False``).
 
     Args:
         embed_dims (int): Channels of the queries. Defaults to 256.
@@ -44,6 +51,13 @@ class RTDETRDecoderLayer(nn.Module):
         act_cfg (dict): mmcv config of the FFN's activation; DEIM's
             ``activation: silu`` is ``dict(type='SiLU')``. Defaults to
             ``dict(type='ReLU')``.
+        cross_attn_residual (str): How the cross-attention's output joins
+            the queries: ``'add'`` (sum and LayerNorm, RT-DETR's) or
+            ``'gate'`` (:class:`GatedResidual`, D-FINE's). Defaults to
+            ``'add'``.
+        cross_attn_projections (bool): ``projections`` of the
+            cross-attention (:class:`MSDeformableAttention`); D-FINE's is
+            False. Defaults to True.
     """
 
     def __init__(self,
@@ -54,8 +68,13 @@ class RTDETRDecoderLayer(nn.Module):
                  num_levels: int = 3,
                  num_points: Union[int, Sequence[int]] = 4,
                  cross_attn_method: str = 'default',
-                 act_cfg: dict = dict(type='ReLU')) -> None:
+                 act_cfg: dict = dict(type='ReLU'),
+                 cross_attn_residual: str = 'add',
+                 cross_attn_projections: bool = True) -> None:
         super().__init__()
+        if cross_attn_residual not in ('add', 'gate'):
+            raise ValueError(f"cross_attn_residual must be 'add' or 'gate', "
+                             f'got {cross_attn_residual!r}')
         self.embed_dims = embed_dims
         self.self_attn = nn.MultiheadAttention(
             embed_dims, num_heads, dropout=dropout, batch_first=True)
@@ -66,9 +85,13 @@ class RTDETRDecoderLayer(nn.Module):
             num_heads,
             num_levels,
             num_points,
-            method=cross_attn_method)
+            method=cross_attn_method,
+            projections=cross_attn_projections)
         self.dropout2 = nn.Dropout(dropout)
-        self.norm2 = nn.LayerNorm(embed_dims)
+        if cross_attn_residual == 'gate':
+            self.gateway = GatedResidual(embed_dims)
+        else:
+            self.norm2 = nn.LayerNorm(embed_dims)
         self.linear1 = nn.Linear(embed_dims, feedforward_channels)
         self.activate = build_activation_layer(act_cfg)
         self.dropout3 = nn.Dropout(dropout)
@@ -112,9 +135,13 @@ class RTDETRDecoderLayer(nn.Module):
             q, k, query, attn_mask=attn_mask, need_weights=False)[0]
         query = self.norm1(query + self.dropout1(attended))
 
-        attended = self.cross_attn(query + query_pos, reference_points, value,
-                                   spatial_shapes, value_mask)
-        query = self.norm2(query + self.dropout2(attended))
+        attended = self.dropout2(
+            self.cross_attn(query + query_pos, reference_points, value,
+                            spatial_shapes, value_mask))
+        if hasattr(self, 'gateway'):
+            query = self.gateway(query, attended)
+        else:
+            query = self.norm2(query + attended)
 
         ffn_out = self.linear2(
             self.dropout3(self.activate(self.linear1(query))))
@@ -187,7 +214,9 @@ class RTDETRDecoder(nn.Module):
         self.query_pos_head = MLP(4, hidden_dims, self.embed_dims, pos_layers,
                                   query_pos_act_cfg)
         self.eval_idx = eval_idx
-        self.init_weights()
+        # This class's, not a subclass's: theirs may use modules built
+        # after this returns.
+        RTDETRDecoder.init_weights(self)
 
     @property
     def eval_idx(self) -> int:
@@ -215,6 +244,19 @@ class RTDETRDecoder(nn.Module):
             nn.init.xavier_uniform_(layer.weight)
         for layer in self.layers:
             layer.cross_attn.init_weights()
+
+    def layers_to_run(self, reg_branches: Sequence[nn.Module],
+                      cls_branches: Sequence[nn.Module]) -> int:
+        """How many layers :meth:`forward` runs in the current mode.
+
+        Raises:
+            ValueError: There are fewer branches than layers.
+        """
+        if min(len(reg_branches), len(cls_branches)) < self.num_layers:
+            raise ValueError(
+                f'{self.num_layers} layers need as many reg and cls '
+                f'branches, got {len(reg_branches)} and {len(cls_branches)}')
+        return self.num_layers if self.training else self.eval_idx + 1
 
     def forward(self,
                 query: Tensor,
@@ -259,11 +301,7 @@ class RTDETRDecoder(nn.Module):
             ``num_layers`` in training and ``eval_idx + 1`` in eval mode, so
             the last entry is always the prediction to use.
         """
-        if min(len(reg_branches), len(cls_branches)) < self.num_layers:
-            raise ValueError(
-                f'{self.num_layers} layers need as many reg and cls '
-                f'branches, got {len(reg_branches)} and {len(cls_branches)}')
-        num_run = self.num_layers if self.training else self.eval_idx + 1
+        num_run = self.layers_to_run(reg_branches, cls_branches)
 
         all_logits, all_boxes = [], []
         ref = reference_points  # boxes layer i samples around, detached
