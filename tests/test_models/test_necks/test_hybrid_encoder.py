@@ -189,7 +189,7 @@ def test_deprecated_name_next_to_new_one():
         _encoder(dim_feedforward=32)
 
 
-def _slow_sincos(w, h, embed_dim, temperature):
+def _slow_sincos(w, h, embed_dim, temperature, dtype=torch.float32):
     """Element by element: row y drives the first half, column x the
     second."""
     pos_dim = embed_dim // 4
@@ -203,7 +203,7 @@ def _slow_sincos(w, h, embed_dim, temperature):
                 out[token, pos_dim + k] = math.cos(y * omega)
                 out[token, 2 * pos_dim + k] = math.sin(x * omega)
                 out[token, 3 * pos_dim + k] = math.cos(x * omega)
-    return out[None].float()
+    return out[None].to(dtype)
 
 
 @pytest.mark.parametrize('w, h', [(5, 3), (2, 4), (4, 4)])
@@ -311,3 +311,16 @@ def test_torch_compile_fullgraph(deploy):
     compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
     with torch.no_grad():
         assert_float64_close(model(feats), compiled(feats))
+
+
+def test_sincos_float64():
+    """Float64 models get the embedding at float64 precision (HF's D-FINE
+    computes it so)."""
+    got = build_2d_sincos_position_embedding(5, 3, 16, 100.,
+                                             dtype=torch.float64)
+    assert got.dtype == torch.float64
+    exact = _slow_sincos(5, 3, 16, 100., torch.float64)
+    assert (got - exact).abs().max() < 1e-14
+    # Not float32 values: those are off by ~1e-7.
+    float32 = build_2d_sincos_position_embedding(5, 3, 16, 100.)
+    assert (float32.double() - exact).abs().max() > 1e-9
