@@ -1,6 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""DFineHybridEncoder and its blocks: the official sizes, key names,
-wiring and the RepVGG fold. Equality with HF's executed encoder is in
+"""DFineHybridEncoder and its blocks: the official sizes, key names and
+the RepVGG fold. Its wiring is checked with RT-DETR's in
+test_hybrid_encoder.py, its equality with HF's executed encoder in
 test_dfine_hybrid_encoder_hf.py."""
 import math
 
@@ -76,35 +77,6 @@ def test_n_size_forward_shapes_odd_sizes():
         outs = model(feats)
     assert [o.shape for o in outs] == [
         (2, 128, *f.shape[-2:]) for f in feats]
-
-
-def test_ccfm_wiring():
-    """D-FINE's order, that of RT-DETR: lateral outputs feed the
-    bottom-up path; the SCDown downsampling sits in a Sequential."""
-    torch.manual_seed(0)
-    model = randomize_(DFineHybridEncoder(**SMALL)).double().eval()
-    feats = _feats(128, 96, SMALL['in_channels'], (8, 16, 32), torch.float64)
-    with torch.no_grad():
-        got = model(feats)
-        q0, q1, q2 = [proj(f) for proj, f in zip(model.input_proj, feats)]
-        n, c, h, w = q2.shape
-        tokens = model.encoder[0][0](
-            q2.flatten(2).transpose(1, 2),
-            model._position_embedding(2, h, w, q2))
-        q2 = tokens.transpose(1, 2).reshape(n, c, h, w)
-
-        def up(x):
-            return F.interpolate(x, scale_factor=2., mode='nearest')
-
-        lat2 = model.lateral_convs[0](q2)
-        fpn1 = model.fpn_blocks[0](torch.cat([up(lat2), q1], 1))
-        lat1 = model.lateral_convs[1](fpn1)
-        out0 = model.fpn_blocks[1](torch.cat([up(lat1), q0], 1))
-        out1 = model.pan_blocks[0](
-            torch.cat([model.downsample_convs[0][0](out0), lat1], 1))
-        out2 = model.pan_blocks[1](
-            torch.cat([model.downsample_convs[1][0](out1), lat2], 1))
-    assert_float64_close([out0, out1, out2], list(got))
 
 
 def test_rep_ncsp_elan4_by_hand():

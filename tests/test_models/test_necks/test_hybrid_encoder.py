@@ -10,7 +10,7 @@ from torch import nn
 from mmriformer.models import switch_to_deploy
 from mmriformer.models.layers import (AIFILayer, CSPRepLayer, RepVggBlock,
                                       build_2d_sincos_position_embedding)
-from mmriformer.models.necks import HybridEncoder
+from mmriformer.models.necks import DFineHybridEncoder, HybridEncoder
 from mmriformer.testing import (assert_float64_close, logged_messages,
                                 max_rel_diff, randomize_)
 
@@ -77,11 +77,13 @@ def test_build_from_registry():
     assert not model.input_proj[0].with_activation
 
 
-def test_ccfm_wiring_matches_reference():
-    """RT-DETR's order: lateral outputs replace the coarse maps and feed
-    the bottom-up path; upsampling is nearest x2."""
+@pytest.mark.parametrize('encoder_type', [HybridEncoder, DFineHybridEncoder])
+def test_ccfm_wiring_matches_reference(encoder_type):
+    """RT-DETR's order, also D-FINE's: lateral outputs replace the coarse
+    maps and feed the bottom-up path; upsampling is nearest x2."""
     torch.manual_seed(0)
-    model = randomize_(_encoder()).eval()
+    model = randomize_(
+        encoder_type(in_channels=IN_CHANNELS, **SMALL)).eval()
     feats = _feats(128, 192, batch=1)
     with torch.no_grad():
         p0, p1, p2 = [proj(f) for proj, f in zip(model.input_proj, feats)]
