@@ -12,9 +12,11 @@ from .ms_deform_attn import (MSDeformableAttention,
                              multi_scale_deformable_attn_discrete)
 from .norm import LayerNorm2d, build_affine_free_norm
 from .positional_encoding import build_2d_sincos_position_embedding
+from .rep_ncsp_elan4 import RepNCSPELAN4
 from .repvgg_block import RepVggBlock
 from .riformer_block import RIFormerBlock
 from .rtdetr_decoder import RTDETRDecoder, RTDETRDecoderLayer
+from .sc_down import SCDown
 
 __all__ = [
     'LayerNorm2d', 'build_affine_free_norm', 'MLP', 'MSDeformableAttention',
@@ -23,5 +25,5 @@ __all__ = [
     'DFineDecoderOutput', 'GatedResidual', 'LocationQualityEstimator',
     'AIFILayer', 'CSPRepLayer', 'DecoderInputProjection',
     'RTDETRCdnQueryGenerator', 'RepVggBlock', 'RIFormerBlock',
-    'build_2d_sincos_position_embedding'
+    'build_2d_sincos_position_embedding', 'RepNCSPELAN4', 'SCDown'
 ]

@@ -10,7 +10,8 @@ def build_2d_sincos_position_embedding(
         h: int,
         embed_dim: int = 256,
         temperature: float = 10000.,
-        device: Optional[torch.device] = None) -> Tensor:
+        device: Optional[torch.device] = None,
+        dtype: torch.dtype = torch.float32) -> Tensor:
     """Fixed 2D sin-cos position embedding of an h x w feature map.
 
     With ``pos_dim = embed_dim // 4`` and
@@ -31,19 +32,22 @@ def build_2d_sincos_position_embedding(
         temperature (float): Frequency base. Defaults to 10000.
         device (torch.device, optional): Where to build it. Defaults to
             None (the CPU).
+        dtype (torch.dtype): Precision it is computed in. Defaults to
+            float32; float64 for float64 models, whose references (HF's
+            D-FINE) compute it in float64.
 
     Returns:
-        Tensor: Float32 embedding of shape (1, h * w, embed_dim).
+        Tensor: Embedding of shape (1, h * w, embed_dim), in ``dtype``.
     """
     if embed_dim % 4 != 0:
         raise ValueError(f'embed_dim={embed_dim} must be divisible by 4 for '
                          f'a 2D sin-cos position embedding.')
     pos_dim = embed_dim // 4
-    omega = torch.arange(pos_dim, dtype=torch.float32, device=device)
+    omega = torch.arange(pos_dim, dtype=dtype, device=device)
     omega = 1. / temperature**(omega / pos_dim)
     grid_y, grid_x = torch.meshgrid(
-        torch.arange(h, dtype=torch.float32, device=device),
-        torch.arange(w, dtype=torch.float32, device=device),
+        torch.arange(h, dtype=dtype, device=device),
+        torch.arange(w, dtype=dtype, device=device),
         indexing='ij')  # (h, w) each, so flatten() is row-major
     out_rows = grid_y.flatten()[:, None] * omega[None]
     out_cols = grid_x.flatten()[:, None] * omega[None]

@@ -1,4 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from .dfine_hybrid_encoder import DFineHybridEncoder
 from .hybrid_encoder import HybridEncoder
 
-__all__ = ['HybridEncoder']
+__all__ = ['HybridEncoder', 'DFineHybridEncoder']

@@ -134,42 +134,17 @@ class HybridEncoder(BaseModule):
             ]) for _ in self.use_encoder_idx
         ])
 
-        num_blocks = round(3 * depth_mult)
         self.lateral_convs = nn.ModuleList()
         self.fpn_blocks = nn.ModuleList()
         self.downsample_convs = nn.ModuleList()
         self.pan_blocks = nn.ModuleList()
-
-        def fusion_block():
-            """Fuses a concatenation of two levels back to embed_dims."""
-            return CSPRepLayer(
-                embed_dims * 2,
-                embed_dims,
-                num_blocks=num_blocks,
-                expansion=expansion,
-                norm_cfg=norm_cfg,
-                act_cfg=act_cfg,
-                deploy=deploy)
-
         for _ in range(num_levels - 1):
-            self.lateral_convs.append(
-                ConvModule(
-                    embed_dims,
-                    embed_dims,
-                    1,
-                    norm_cfg=norm_cfg,
-                    act_cfg=act_cfg))
-            self.fpn_blocks.append(fusion_block())
-            self.downsample_convs.append(
-                ConvModule(
-                    embed_dims,
-                    embed_dims,
-                    3,
-                    stride=2,
-                    padding=1,
-                    norm_cfg=norm_cfg,
-                    act_cfg=act_cfg))
-            self.pan_blocks.append(fusion_block())
+            lateral, fpn_block, downsample, pan_block = self._ccfm_level(
+                expansion, depth_mult, norm_cfg, act_cfg, deploy)
+            self.lateral_convs.append(lateral)
+            self.fpn_blocks.append(fpn_block)
+            self.downsample_convs.append(downsample)
+            self.pan_blocks.append(pan_block)
 
         if self.eval_spatial_size is not None:
             for idx in self.use_encoder_idx:
@@ -179,6 +154,53 @@ class HybridEncoder(BaseModule):
                     build_2d_sincos_position_embedding(w, h, embed_dims,
                                                        pe_temperature),
                     persistent=False)
+
+    def _ccfm_level(self, expansion: float, depth_mult: float,
+                    norm_cfg: dict, act_cfg: dict,
+                    deploy: bool) -> Tuple[nn.Module, ...]:
+        """The CCFM modules between two adjacent levels.
+
+        Subclasses with other fusion blocks or downsampling (D-FINE's)
+        override this; the wiring of :meth:`forward` stays.
+
+        Args:
+            expansion (float): As in the class arguments.
+            depth_mult (float): As in the class arguments.
+            norm_cfg (dict): As in the class arguments.
+            act_cfg (dict): As in the class arguments.
+            deploy (bool): As in the class arguments.
+
+        Returns:
+            tuple[nn.Module]: The lateral conv, the top-down fusion block,
+            the downsampling and the bottom-up fusion block. Fusion blocks
+            take the concatenation of two levels (``2 * embed_dims``
+            channels) to ``embed_dims``.
+        """
+        dims = self.embed_dims
+
+        def fusion_block():
+            return CSPRepLayer(
+                dims * 2,
+                dims,
+                num_blocks=round(3 * depth_mult),
+                expansion=expansion,
+                norm_cfg=norm_cfg,
+                act_cfg=act_cfg,
+                deploy=deploy)
+
+        # Built in the order they are used, as RT-DETR does.
+        lateral = ConvModule(
+            dims, dims, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        fpn_block = fusion_block()
+        downsample = ConvModule(
+            dims,
+            dims,
+            3,
+            stride=2,
+            padding=1,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
+        return lateral, fpn_block, downsample, fusion_block()
 
     def _eval_feat_size(self, idx: int) -> Tuple[int, int]:
         """(h, w) of level ``idx`` for an ``eval_spatial_size`` input."""
@@ -197,8 +219,17 @@ class HybridEncoder(BaseModule):
                 self._eval_feat_size(idx) == (h, w):
             pos = getattr(self, f'pos_embed{idx}')
         else:
+            # Float64 models get a float64 embedding; others float32,
+            # whatever their own precision.
+            dtype = torch.float64 if ref.dtype == torch.float64 else \
+                torch.float32
             pos = build_2d_sincos_position_embedding(
-                w, h, self.embed_dims, self.pe_temperature, device=ref.device)
+                w,
+                h,
+                self.embed_dims,
+                self.pe_temperature,
+                device=ref.device,
+                dtype=dtype)
         return pos.to(ref.dtype)
 
     def _check_inputs(self, feats: Sequence[Tensor]) -> None:

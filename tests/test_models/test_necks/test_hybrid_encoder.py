@@ -10,7 +10,7 @@ from torch import nn
 from mmriformer.models import switch_to_deploy
 from mmriformer.models.layers import (AIFILayer, CSPRepLayer, RepVggBlock,
                                       build_2d_sincos_position_embedding)
-from mmriformer.models.necks import HybridEncoder
+from mmriformer.models.necks import DFineHybridEncoder, HybridEncoder
 from mmriformer.testing import (assert_float64_close, logged_messages,
                                 max_rel_diff, randomize_)
 
@@ -77,11 +77,13 @@ def test_build_from_registry():
     assert not model.input_proj[0].with_activation
 
 
-def test_ccfm_wiring_matches_reference():
-    """RT-DETR's order: lateral outputs replace the coarse maps and feed
-    the bottom-up path; upsampling is nearest x2."""
+@pytest.mark.parametrize('encoder_type', [HybridEncoder, DFineHybridEncoder])
+def test_ccfm_wiring_matches_reference(encoder_type):
+    """RT-DETR's order, also D-FINE's: lateral outputs replace the coarse
+    maps and feed the bottom-up path; upsampling is nearest x2."""
     torch.manual_seed(0)
-    model = randomize_(_encoder()).eval()
+    model = randomize_(
+        encoder_type(in_channels=IN_CHANNELS, **SMALL)).eval()
     feats = _feats(128, 192, batch=1)
     with torch.no_grad():
         p0, p1, p2 = [proj(f) for proj, f in zip(model.input_proj, feats)]
@@ -189,7 +191,7 @@ def test_deprecated_name_next_to_new_one():
         _encoder(dim_feedforward=32)
 
 
-def _slow_sincos(w, h, embed_dim, temperature):
+def _slow_sincos(w, h, embed_dim, temperature, dtype=torch.float32):
     """Element by element: row y drives the first half, column x the
     second."""
     pos_dim = embed_dim // 4
@@ -203,7 +205,7 @@ def _slow_sincos(w, h, embed_dim, temperature):
                 out[token, pos_dim + k] = math.cos(y * omega)
                 out[token, 2 * pos_dim + k] = math.sin(x * omega)
                 out[token, 3 * pos_dim + k] = math.cos(x * omega)
-    return out[None].float()
+    return out[None].to(dtype)
 
 
 @pytest.mark.parametrize('w, h', [(5, 3), (2, 4), (4, 4)])
@@ -311,3 +313,16 @@ def test_torch_compile_fullgraph(deploy):
     compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
     with torch.no_grad():
         assert_float64_close(model(feats), compiled(feats))
+
+
+def test_sincos_float64():
+    """Float64 models get the embedding at float64 precision (HF's D-FINE
+    computes it so)."""
+    got = build_2d_sincos_position_embedding(5, 3, 16, 100.,
+                                             dtype=torch.float64)
+    assert got.dtype == torch.float64
+    exact = _slow_sincos(5, 3, 16, 100., torch.float64)
+    assert (got - exact).abs().max() < 1e-14
+    # Not float32 values: those are off by ~1e-7.
+    float32 = build_2d_sincos_position_embedding(5, 3, 16, 100.)
+    assert (float32.double() - exact).abs().max() > 1e-9
