@@ -228,9 +228,9 @@ def test_deim_demo_halves_the_rtdetr_demo():
         == (2, 1, 4)
     assert deim.optim_wrapper.optimizer.lr == \
         2 * rtdetr.optim_wrapper.optimizer.lr
-    assert policy(deim)[0] == [0, 2, 3]
+    assert policy(deim)[0] == [1, 2, 3]
     assert deim.model.data_preprocessor.batch_augments == [
-        dict(type='DEIMBatchMixUp', prob=0.5, epochs=[0, 2])
+        dict(type='DEIMBatchMixUp', prob=0.5, epochs=[1, 2])
     ]
     model = build_model(DEMO)
     assert type(model.bbox_head.loss_cls).__name__ == \
@@ -258,7 +258,8 @@ class Record(Hook):
 
 def test_deim_demo_stages_in_a_runner(tiny, tmp_path):
     """The demo's recipe on the tiny model and set, 2 iterations an epoch:
-    the policy's pipelines at its epochs and FlatCosineLR's lr (warm-up of
+    the policy's pipelines at its epochs (clean, mosaic, strong, clean) and
+    FlatCosineLR's lr (warm-up of
     1 iteration, flat to epoch 2, cosine, minimum in the last epoch)."""
     tiny_config = tiny['config'].read_text()
     assert repr(str(RTDETR_DEMO)) in tiny_config
@@ -269,7 +270,7 @@ def test_deim_demo_stages_in_a_runner(tiny, tmp_path):
         'param_scheduler = [dict(_base_.param_scheduler[0], '
         'warmup_iter=1)]\n')
     cfg = Config.fromfile(config)
-    assert policy(cfg)[0] == [0, 2, 3]
+    assert policy(cfg)[0] == [1, 2, 3]
     cfg.work_dir = str(tmp_path / 'work')
     record = Record()
     runner = Runner.from_cfg(cfg)
@@ -286,5 +287,5 @@ def test_deim_demo_stages_in_a_runner(tiny, tmp_path):
 
     mosaic, distort = 'RandomChoice', 'RandomPhotometricDistort'
     stage = [(mosaic in p, distort in p) for p in record.pipelines]
-    assert stage == [(True, True)] * 4 + [(False, True)] * 2 + \
-        [(False, False)] * 2
+    assert stage == [(False, False)] * 2 + [(True, True)] * 2 + \
+        [(False, True)] * 2 + [(False, False)] * 2
