@@ -202,7 +202,7 @@ class DFineHead(RTDETRHead):
             ]
             union = self._union(own, gts)
         else:
-            union = self._dn_assignment(gts, metas, dn_meta, all_cls.shape[1],
+            union = self._dn_assignment(gts, dn_meta, all_cls.shape[1],
                                         all_cls.device)
             outputs = [*zip(all_cls, all_boxes), pre]
             own = [union] * len(outputs)
@@ -237,10 +237,8 @@ class DFineHead(RTDETRHead):
             project).reshape(-1)
         bins = self.reg_max + 1
         for i, name in enumerate(names[:num_layers]):
-            ious = bbox_overlaps(bbox_cxcywh_to_xyxy(
-                all_boxes[i][matched].detach()),
-                                 gt_boxes,
-                                 is_aligned=True)
+            boxes = bbox_cxcywh_to_xyxy(all_boxes[i][matched].detach())
+            ious = bbox_overlaps(boxes, gt_boxes, is_aligned=True)
             losses[f'{name}{kind}loss_fgl'] = self.loss_fgl(
                 all_corners[i][matched].reshape(-1, bins),
                 fgl_targets,
@@ -277,8 +275,8 @@ class DFineHead(RTDETRHead):
             height, width = meta['img_shape']
             boxes = bbox_cxcywh_to_xyxy(boxes) * boxes.new_tensor(
                 [width, height, width, height])
-            result = self.assigner.assign(pred_instances=InstanceData(
-                scores=scores, bboxes=boxes),
+            preds = InstanceData(scores=scores, bboxes=boxes)
+            result = self.assigner.assign(pred_instances=preds,
                                           gt_instances=gt,
                                           img_meta=meta)
             assigned.append(result.gt_inds - 1)
@@ -306,9 +304,8 @@ class DFineHead(RTDETRHead):
         return torch.where(counts.amax(-1) > 0, counts.argmax(-1), -1)
 
     @staticmethod
-    def _dn_assignment(gts: InstanceList, metas: List[dict],
-                       dn_meta: Dict[str, int], batch_size: int,
-                       device: torch.device) -> Tensor:
+    def _dn_assignment(gts: InstanceList, dn_meta: Dict[str, int],
+                       batch_size: int, device: torch.device) -> Tensor:
         """The gt index of each denoising query (-1 for negatives and
         padding), as mmdet's ``DINOHead.get_dn_targets`` lays them out:
         in group g, query ``g * group_size + t`` denoises gt t.
