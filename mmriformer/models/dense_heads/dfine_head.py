@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +42,8 @@ class DFineHead(RTDETRHead):
     averaged over their number, with the last denoising layer as their
     teacher.
 
-    One difference from D-FINE: its DDF of denoising layers balances the
-    matched and unmatched means by the square roots of the *matching*
-    queries' counts (a value its criterion keeps from the previous call);
-    here each call balances by its own counts.
+    As in D-FINE, the denoising layers' DDF balances its matched and
+    unmatched means by the square roots of the *matching* queries' counts.
 
     Args:
         *args: See :class:`RTDETRHead`.
@@ -154,26 +152,43 @@ class DFineHead(RTDETRHead):
         def denoising(x: Tensor) -> Tensor:
             return x[..., :num_dn, :]
 
-        losses = self._group_losses([matching(x) for x in layers],
-                                    matching(refs), [matching(x) for x in pre],
-                                    enc, gts, metas, project, reg_scale, None,
-                                    '')
+        losses, matched = self._group_losses([matching(x) for x in layers],
+                                             matching(refs),
+                                             [matching(x) for x in pre], enc,
+                                             gts, metas, project, reg_scale)
         if dn_meta is not None:
+            # D-FINE balances the denoising DDF by the matching queries'
+            # counts of matched and unmatched edges.
+            ddf_counts = (4 * matched.sum(), 4 * (~matched).sum())
             losses.update(
                 self._group_losses([denoising(x) for x in layers],
                                    denoising(refs),
-                                   [denoising(x) for x in pre], None, gts,
-                                   metas, project, reg_scale, dn_meta, 'dn_'))
+                                   [denoising(x) for x in pre],
+                                   None,
+                                   gts,
+                                   metas,
+                                   project,
+                                   reg_scale,
+                                   dn_meta=dn_meta,
+                                   ddf_counts=ddf_counts)[0])
         return losses
 
-    def _group_losses(self, layers: Sequence[Tensor], refs: Tensor,
-                      pre: Sequence[Tensor], enc: Optional[Sequence[Tensor]],
-                      gts: InstanceList, metas: List[dict], project: Tensor,
-                      reg_scale: Tensor, dn_meta: Optional[Dict[str, int]],
-                      kind: str) -> Dict[str, Tensor]:
+    def _group_losses(
+        self,
+        layers: Sequence[Tensor],
+        refs: Tensor,
+        pre: Sequence[Tensor],
+        enc: Optional[Sequence[Tensor]],
+        gts: InstanceList,
+        metas: List[dict],
+        project: Tensor,
+        reg_scale: Tensor,
+        dn_meta: Optional[Dict[str, int]] = None,
+        ddf_counts: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tuple[Dict[str, Tensor], Tensor]:
         """The losses of the matching queries (``dn_meta`` None, Hungarian
-        matchings and their union) or of the denoising ones (fixed
-        targets), named ``{layer}{kind}loss_*``.
+        matchings and their union), named ``{layer}loss_*``, or of the
+        denoising ones (fixed targets), named ``{layer}dn_loss_*``.
 
         Args:
             layers (Sequence[Tensor]): Logits (L, N, Q, C), boxes
@@ -187,12 +202,17 @@ class DFineHead(RTDETRHead):
             project (Tensor): W, (reg_max + 1, ).
             reg_scale (Tensor): The decoder's ``reg_scale``.
             dn_meta (dict, optional): Denoising layout; given for the
-                denoising queries.
-            kind (str): ``''`` or ``'dn_'``, put before ``loss`` in names.
+                denoising queries. Defaults to None.
+            ddf_counts (tuple[Tensor, Tensor], optional): The matched and
+                unmatched edge counts that balance DDF (see
+                :class:`DecoupledDistillationFocalLoss`); None for the
+                group's own. Defaults to None.
 
         Returns:
-            dict[str, Tensor]: The group's losses.
+            tuple[dict[str, Tensor], Tensor]: The group's losses, and which
+            queries the union (or the denoising layout) matches, (N, Q).
         """
+        kind = '' if dn_meta is None else 'dn_'
         all_cls, all_boxes, all_corners = layers
         num_layers = len(all_cls)
         if dn_meta is None:
@@ -253,8 +273,9 @@ class DFineHead(RTDETRHead):
                 all_corners[i].reshape(-1, bins),
                 all_corners[-1].reshape(-1, bins),
                 weight.reshape(-1).repeat_interleave(4),
-                matched.reshape(-1).repeat_interleave(4))
-        return losses
+                matched.reshape(-1).repeat_interleave(4),
+                counts=ddf_counts)
+        return losses, matched
 
     @torch.no_grad()
     def _assign(self, cls_scores: Tensor, bbox_preds: Tensor,

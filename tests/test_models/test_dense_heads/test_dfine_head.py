@@ -127,6 +127,32 @@ def test_loss_terms_per_layer(dn):
                    for p in module.parameters())
 
 
+def test_denoising_ddf_balanced_by_matching_counts(monkeypatch):
+    """As D-FINE: the denoising layers' DDF weighs its two means by the
+    matching queries' counts of matched and unmatched edges."""
+    model = with_distinct_layers(tiny_dfine()).train()
+    calls = []
+    ddf = model.bbox_head.loss_ddf
+    forward = ddf.forward
+
+    def recording(pred, target, weight, matched, counts=None):
+        calls.append((matched, counts))
+        return forward(pred, target, weight, matched, counts)
+
+    monkeypatch.setattr(ddf, 'forward', recording)
+    model.loss(torch.rand(2, 3, SIZE, SIZE),
+               make_det_samples([(SIZE, SIZE)] * 2, [BOXES, BOXES[:1]]))
+    matching, denoising = calls[:NUM_LAYERS - 1], calls[NUM_LAYERS - 1:]
+    assert len(denoising) == NUM_LAYERS - 1
+    matched = matching[0][0]
+    assert len(matched) == 4 * 2 * NUM_QUERIES and matched.sum() >= 4 * 3
+    assert all(counts is None for _, counts in matching)
+    expected = [int(matched.sum()), int((~matched).sum())]
+    for dn_matched, counts in denoising:
+        assert len(dn_matched) != len(matched)
+        assert [int(c) for c in counts] == expected
+
+
 def test_without_ground_truth():
     """FGL is 0 without gt boxes (nothing is matched); DDF still distils
     every query, weighted by the teacher's scores; no box losses."""
