@@ -2,11 +2,14 @@
 """DFineHead and the DFINE detector on a tiny D-FINE (RIFormer backbone,
 our HybridEncoder, DFineDecoder): branch shapes, predictions, every loss
 term of every layer, GO-LSD without ground truth, the union of matchings,
-bad settings, and a loss that falls when training on one image."""
+the denoising DDF's balance, bad settings, a loss that falls when training
+on one image, and the ONNX export."""
+import onnxruntime
 import pytest
 import torch
 from mmdet.registry import MODELS
 
+from mmriformer.deployment.onnx_export import DeployedDetector, export_onnx
 from mmriformer.models.dense_heads import DFineHead
 from mmriformer.testing import make_det_samples
 
@@ -20,7 +23,10 @@ def tiny_dfine(dn=True, head_reg_max=REG_MAX, **head):
     model = MODELS.build(
         dict(type='DFINE',
              num_queries=NUM_QUERIES,
-             data_preprocessor=dict(type='DetDataPreprocessor'),
+             data_preprocessor=dict(type='DetDataPreprocessor',
+                                    mean=[123.675, 116.28, 103.53],
+                                    std=[58.395, 57.12, 57.375],
+                                    bgr_to_rgb=True),
              backbone=dict(type='RIFormer',
                            arch=dict(layers=[1, 1, 1, 1],
                                      embed_dims=[8, 16, 24, 32]),
@@ -218,3 +224,24 @@ def test_loss_falls_on_one_image():
         l1.append(losses['loss_bbox'].item())
     assert sum(totals[-5:]) / 5 < 0.6 * totals[0], totals
     assert sum(l1[-5:]) / 5 < 0.5 * l1[0], l1
+
+
+def test_onnx_export_equals_pytorch(tmp_path):
+    """The deploy export (DeployedDetector, the RT-DETR path) runs a
+    D-FINE with distinct layers in onnxruntime as in PyTorch."""
+    detector = with_distinct_layers(tiny_dfine()).eval()
+    deployed = DeployedDetector(detector).eval()
+    path = export_onnx(deployed, str(tmp_path / 'dfine.onnx'), (SIZE, SIZE),
+                       dict(classes=tuple('abcd')))
+    image = torch.rand(1, 3, SIZE, SIZE)
+    sizes = torch.tensor([[2 * SIZE, SIZE]])
+    with torch.no_grad():
+        labels, boxes, scores = deployed(image, sizes)
+    session = onnxruntime.InferenceSession(path)
+    names = [i.name for i in session.get_inputs()]
+    got = session.run(None, {names[0]: image.numpy(), names[1]: sizes.numpy()})
+    assert (torch.from_numpy(got[0]) == labels).all()
+    torch.testing.assert_close(torch.from_numpy(got[1]), boxes, rtol=0,
+                               atol=1e-3)
+    torch.testing.assert_close(torch.from_numpy(got[2]), scores, rtol=0,
+                               atol=1e-5)
