@@ -100,6 +100,10 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    # The decoder class that ``decoder`` configures; D-FINE's subclass
+    # swaps it.
+    decoder_type = RTDETRDecoder
+
     def __init__(self,
                  *args,
                  decoder: ConfigType,
@@ -123,8 +127,9 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
         self.to(memory_format=torch.channels_last)
         self.register_load_state_dict_post_hook(note_unfit_weights_hook)
 
-    @staticmethod
-    def _num_pred_layer(decoder: ConfigType, bbox_head: ConfigType) -> int:
+    @classmethod
+    def _num_pred_layer(cls, decoder: ConfigType,
+                        bbox_head: ConfigType) -> int:
         """Prediction layers of the head: one per decoder layer and one that
         scores the encoder's tokens for query selection.
 
@@ -135,7 +140,8 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
         # in its config it takes its own default.
         num_layers = decoder.get(
             'num_layers',
-            inspect.signature(RTDETRDecoder).parameters['num_layers'].default)
+            inspect.signature(
+                cls.decoder_type).parameters['num_layers'].default)
         num_pred_layer = num_layers + 1
         given = bbox_head.get('num_pred_layer')
         if given is None:
@@ -156,7 +162,7 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
     def _init_layers(self) -> None:
         """Build the decoder with its input projection, the memory
         projection and the denoiser."""
-        self.decoder = RTDETRDecoder(**self.decoder)
+        self.decoder = self.decoder_type(**self.decoder)
         embed_dims = self.decoder.embed_dims
         backbone_dims = getattr(self.backbone, 'out_channels', None)
         neck_in = list(getattr(self.neck, 'in_channels', []))

@@ -1,4 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+from typing import Optional, Tuple
+
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor, nn
@@ -47,8 +49,12 @@ class DecoupledDistillationFocalLoss(nn.Module):
         self.temperature = temperature
         self.loss_weight = loss_weight
 
-    def forward(self, pred: Tensor, target: Tensor, weight: Tensor,
-                matched: Tensor) -> Tensor:
+    def forward(self,
+                pred: Tensor,
+                target: Tensor,
+                weight: Tensor,
+                matched: Tensor,
+                counts: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
         """Weighted, balanced DDF of one decoder layer.
 
         Args:
@@ -59,6 +65,10 @@ class DecoupledDistillationFocalLoss(nn.Module):
             weight (Tensor): Weight of each edge, (N, ); see the class.
             matched (Tensor): Whether each edge's query is matched to a gt
                 box, boolean (N, ).
+            counts (tuple[Tensor, Tensor], optional): The P and U whose
+                square roots weight the two means, in place of this call's
+                own counts. D-FINE balances its denoising layers' DDF by
+                the matching queries' counts. Defaults to None.
 
         Returns:
             Tensor: The scalar loss.
@@ -86,6 +96,8 @@ class DecoupledDistillationFocalLoss(nn.Module):
         # unchanged, since counts are whole numbers (no host sync needed).
         mean_matched = (loss * matched).sum() / num_matched.clamp(min=1)
         mean_unmatched = (loss * ~matched).sum() / num_unmatched.clamp(min=1)
+        if counts is not None:
+            num_matched, num_unmatched = (c.to(pred) for c in counts)
         scale_matched, scale_unmatched = num_matched.sqrt(), \
             num_unmatched.sqrt()
         balanced = (scale_matched * mean_matched +

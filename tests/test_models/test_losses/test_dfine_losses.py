@@ -113,7 +113,7 @@ def ddf_inputs():
     return pred, target, weight, matched
 
 
-def ddf_by_hand(pred, target, weight, matched, temperature=5.):
+def ddf_by_hand(pred, target, weight, matched, temperature=5., counts=None):
     terms = [
         w * temperature**2 * kl(t, p, temperature) for p, t, w in zip(
             pred.tolist(), target.tolist(), weight.tolist())
@@ -121,7 +121,7 @@ def ddf_by_hand(pred, target, weight, matched, temperature=5.):
     pos = [t for t, m in zip(terms, matched.tolist()) if m]
     neg = [t for t, m in zip(terms, matched.tolist()) if not m]
     means = [sum(group) / len(group) if group else 0. for group in (pos, neg)]
-    scales = [math.sqrt(len(pos)), math.sqrt(len(neg))]
+    scales = [math.sqrt(c) for c in counts or (len(pos), len(neg))]
     return (scales[0] * means[0] + scales[1] * means[1]) / sum(scales)
 
 
@@ -138,6 +138,18 @@ def test_ddf_by_hand():
     loss = DecoupledDistillationFocalLoss(temperature=2., loss_weight=1.)
     assert loss(pred, target, weight, matched).item() == pytest.approx(
         ddf_by_hand(pred, target, weight, matched, 2.), rel=TOL, abs=0)
+
+
+def test_ddf_balanced_by_given_counts():
+    """D-FINE's denoising layers: the means weighted by the square roots
+    of other counts (the matching queries')."""
+    pred, target, weight, matched = ddf_inputs()
+    loss = DecoupledDistillationFocalLoss(loss_weight=1.)
+    got = loss(pred, target, weight, matched,
+               counts=(torch.tensor(12), torch.tensor(300)))
+    assert got.item() == pytest.approx(
+        ddf_by_hand(pred, target, weight, matched, counts=(12, 300)),
+        rel=TOL, abs=0)
 
 
 @pytest.mark.parametrize('num_matched', [0, 6])
