@@ -20,15 +20,14 @@ import copy
 import glob
 import json
 import os.path as osp
-import subprocess
-import sys
-import time
 from typing import Dict, List
 
 import cv2
 import torch
 from mmengine.runner import find_latest_checkpoint
 
+from mmriformer.analysis.curves import (mim_train, plot_curves,
+                                        validation_curve)
 from mmriformer.apis import build_model, load_strict
 from mmriformer.datasets.synthetic_shapes import (DEFAULT_CLASSES,
                                                   write_shape_classification)
@@ -59,27 +58,11 @@ def parse_args():
     return parser.parse_args()
 
 
-def train(name: str, work_dir: str, options: List[str]) -> float:
-    """``mim train mmpretrain`` one config; returns the seconds it took."""
-    start = time.time()
-    cmd = [
-        sys.executable, '-m', 'mim', 'train', 'mmpretrain',
-        osp.join(ROOT, CONFIGS[name]), '--work-dir', work_dir,
-        '--cfg-options', *options
-    ]
-    print(f'[distill_demo] {name}: {" ".join(cmd[2:])}', flush=True)
-    subprocess.run(cmd, check=True)
-    return time.time() - start
-
-
-def top1_curve(work_dir: str) -> List[float]:
-    """Validation top-1 of each epoch, from the run's scalar log."""
-    logs = sorted(glob.glob(osp.join(work_dir, '*/vis_data/scalars.json')))
-    if not logs:
-        raise FileNotFoundError(f'No scalars.json of a run in {work_dir}.')
-    with open(logs[-1]) as f:
-        rows = [json.loads(line) for line in f]
-    return [row['accuracy/top1'] for row in rows if 'accuracy/top1' in row]
+def train(name: str, work: str, options: List[str]) -> float:
+    """``mim train mmpretrain`` one config into ``work/name``; returns the
+    seconds it took."""
+    return mim_train('mmpretrain', osp.join(ROOT, CONFIGS[name]),
+                     osp.join(work, name), options)
 
 
 def deploy_check(checkpoint: str, val_root: str) -> Dict[str, float]:
@@ -104,22 +87,6 @@ def deploy_check(checkpoint: str, val_root: str) -> Dict[str, float]:
         max_abs_logit=float(train_form.abs().max()))
 
 
-def plot(curves: Dict[str, List[float]], out: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, values in curves.items():
-        ax.plot(range(1, len(values) + 1), values, marker='o', label=name)
-    ax.set_xlabel('epoch')
-    ax.set_ylabel('val top-1 (%)')
-    ax.set_title('RIFormer: module imitation vs labels only')
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-
-
 def main():
     args = parse_args()
     work = osp.abspath(args.work_dir)
@@ -141,16 +108,18 @@ def main():
         teacher_options.append(f'train_cfg.max_epochs={args.teacher_epochs}')
     if args.epochs:
         student_options.append(f'train_cfg.max_epochs={args.epochs}')
-    seconds['teacher'] = train('teacher', osp.join(work, 'teacher'),
-                               teacher_options)
+    seconds['teacher'] = train('teacher', work, teacher_options)
     teacher_ckpt = find_latest_checkpoint(osp.join(work, 'teacher'))
-    seconds['plain'] = train('plain', osp.join(work, 'plain'),
-                             student_options)
+    seconds['plain'] = train('plain', work, student_options)
     seconds['imitation'] = train(
-        'imitation', osp.join(work, 'imitation'),
+        'imitation', work,
         student_options + [f'model.teacher_checkpoint={teacher_ckpt}'])
 
-    curves = {name: top1_curve(osp.join(work, name)) for name in CONFIGS}
+    epochs = {
+        name: validation_curve(osp.join(work, name), 'accuracy/top1')
+        for name in CONFIGS
+    }
+    curves = {name: [top1 for _, top1 in run] for name, run in epochs.items()}
     deploy = deploy_check(
         find_latest_checkpoint(osp.join(work, 'imitation')),
         osp.join(data_root, 'val'))
@@ -161,7 +130,12 @@ def main():
         settings=vars(args))
     with open(osp.join(work, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    plot(curves, osp.join(work, 'curves.png'))
+    plot_curves(
+        epochs,
+        osp.join(work, 'curves.png'),
+        xlabel='epoch',
+        ylabel='val top-1 (%)',
+        title='RIFormer: module imitation vs labels only')
 
     print('[distill_demo] validation top-1 (%) per epoch:')
     for name, values in curves.items():
