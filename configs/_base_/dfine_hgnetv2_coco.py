@@ -32,27 +32,14 @@ model = dict(
     # As D-FINE's input_proj: encoder levels of the decoder's width are
     # not projected.
     decoder_input_proj=dict(same_width_identity=True),
-    neck=dict(
-        type='DFineHybridEncoder',
-        in_channels=[512, 1024, 2048],
-        feat_strides=[8, 16, 32],
-        embed_dims=256,
-        num_heads=8,
-        feedforward_channels=1024,
-        use_encoder_idx=[2],
-        num_encoder_layers=1,
-        expansion=1.0,
-        depth_mult=1.0),
-    decoder=dict(
-        num_layers=6,
-        eval_idx=-1,
-        reg_max=32,
-        reg_scale=4.,
-        layer_cfg=dict(embed_dims=256, num_heads=8, feedforward_channels=1024,
-                       num_levels=3, num_points=[3, 6, 3])),
+    # RT-DETR's encoder and decoder settings (the base's) where D-FINE-L
+    # has the same: an encoder of width 256, feedforward 1024, 8 heads and
+    # one AIFI layer on stride 32; 6 decoder layers evaluated to the last.
+    neck=dict(type='DFineHybridEncoder', in_channels=[512, 1024, 2048]),
+    decoder=dict(reg_max=32, reg_scale=4.,
+                 layer_cfg=dict(num_points=[3, 6, 3])),
     bbox_head=dict(
         type='DFineHead',
-        embed_dims=256,
         reg_max=32,
         # D-FINE's criterion: VFL 1, L1 5, GIoU 2 (RT-DETR's), FGL 0.15
         # and DDF 1.5 (DFineHead's defaults).
