@@ -175,8 +175,9 @@ def deim_changes(base: dict,
     - Dense O2O: :data:`MOSAIC` after ``LoadAnnotations`` and the policy
       stages (:func:`deim_policy`) at ``[start_epoch, flat_epoch,
       stop_epoch]``, mosaic probability 0.5; ``DEIMBatchMixUp`` (prob 0.5)
-      in ``[start_epoch, flat_epoch)``; the base's multi-scale batches
-      (its ``BatchRandomChoiceResize``) until ``stop_epoch``;
+      in ``[start_epoch, flat_epoch)``; multi-scale batches until
+      ``stop_epoch``, in the sizes of the base's ``BatchRandomChoiceResize``
+      (D-FINE's per size), else RT-DETR's 13;
     - the backbone's norms at ``backbone_norm_lr_mult`` (``norm_lr_mult``
       of :class:`~mmriformer.engine.DecayPolicyOptimWrapperConstructor`);
     - AdamW at ``lr`` and ``FlatCosineLR`` (``lr_gamma``), flat until
@@ -203,8 +204,9 @@ def deim_changes(base: dict,
             2000, DEIM's.
         mosaic_size (int): The mosaic's ``output_size``. Defaults to 320,
             DEIM's for 640 x 640 inputs.
-        multi_scale (bool): The base's multi-scale batches until
-            ``stop_epoch``; False trains at one size. Defaults to True.
+        multi_scale (bool): Multi-scale batches until ``stop_epoch``;
+            False trains at one size (DEIM-D-FINE-N's
+            ``base_size_repeat: ~``). Defaults to True.
         lr_gamma (float): DEIM's ``lr_gamma``: the minimum lr over the
             base lr. Defaults to 0.5, DEIM's.
         backbone_norm_lr_mult (float, optional): The lr multiplier of the
@@ -256,11 +258,14 @@ def deim_changes(base: dict,
              epochs=[start_epoch, flat_epoch])
     ]
     if multi_scale:
-        augments += [
-            dict(augment, stop_epoch=stop_epoch)
+        # DEIM's collate function takes no `scales`: a base trained at one
+        # size (RT-DETRv2-S) still gets RT-DETR's sizes.
+        resizes = [
+            augment
             for augment in base.model.data_preprocessor.batch_augments or []
             if augment['type'] == 'BatchRandomChoiceResize'
-        ]
+        ] or [dict(type='BatchRandomChoiceResize')]
+        augments += [dict(r, stop_epoch=stop_epoch) for r in resizes]
     model['data_preprocessor'] = dict(batch_augments=augments)
     model['bbox_head'] = dict(
         loss_cls=dict(MAL, _delete_=True), reg_act_cfg=SILU)
