@@ -13,9 +13,9 @@ class DecoderInputProjection(nn.ModuleList):
     attends to is normalised and may come from an encoder of another width
     (R101: 384 -> 256). D-FINE passes a level that already has the
     decoder's width unchanged (``nn.Identity``, ``same_width_identity``).
-    Levels beyond the encoder's are made by 3x3 stride-2
-    conv + BN, the first from the coarsest encoder map, each next one from
-    the level before.
+    Levels beyond the encoder's are made by 3x3 stride-2 conv + BN, the
+    first from the coarsest encoder map, each next one from the level
+    before.
 
     Args:
         in_channels (Sequence[int]): Channels of each encoder level.
