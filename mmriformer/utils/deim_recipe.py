@@ -231,8 +231,7 @@ def deim_changes(base: dict,
             f'no_aug_epoch={no_aug_epoch}: give more epochs, or a smaller '
             f'no_aug_epoch or flat_epoch (by default start_epoch + '
             f'max_epochs // 2)')
-    dfine = base.model.get('type') == 'DFINE'
-    if dfine:
+    if base.model.get('type') == 'DFINE':
         model = dict(
             decoder=dict(layer_cfg=dict(act_cfg=SILU),
                          query_pos_act_cfg=SILU,
