@@ -8,16 +8,17 @@ from .benchmark import (BACKENDS, DTYPES, ONNX_BACKENDS, OPENVINO_BACKENDS,
                         check_benchmark_paths, check_device, format_table,
                         load_peer_rows, onnxruntime_missing, openvino_missing,
                         resolve_backends, torch_runner)
-from .complexity import (PARTS, analyze, build_detector,
+from .complexity import (PAPER, PAPER_SIZE, PARTS, analyze, build_detector,
                          check_complexity_paths, count_macs, count_params,
-                         deploy_copy, format_result, sdpa_macs)
+                         deploy_copy, format_result, paper_figures, sdpa_macs)
 
 __all__ = [
     'BACKENDS', 'DTYPES', 'ONNX_BACKENDS', 'OPENVINO_BACKENDS', 'ROW_KEYS',
     'BackendMismatch', 'backend_missing', 'benchmark_config', 'build_forms',
     'check_backends_agree', 'check_benchmark_paths', 'check_device',
     'format_table', 'load_peer_rows', 'onnxruntime_missing',
-    'openvino_missing', 'resolve_backends', 'torch_runner', 'PARTS', 'analyze',
-    'build_detector', 'check_complexity_paths', 'count_macs', 'count_params',
-    'deploy_copy', 'format_result', 'sdpa_macs'
+    'openvino_missing', 'resolve_backends', 'torch_runner', 'PAPER',
+    'PAPER_SIZE', 'PARTS', 'analyze', 'build_detector',
+    'check_complexity_paths', 'count_macs', 'count_params', 'deploy_copy',
+    'format_result', 'paper_figures', 'sdpa_macs'
 ]

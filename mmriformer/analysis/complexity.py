@@ -15,6 +15,11 @@ handle for ``aten::scaled_dot_product_attention`` (the attention products
 of ``nn.MultiheadAttention``), so one is added here; element-wise ops
 (additions, activations, softmax, ...) have no handle and are listed in the
 report as not counted.
+
+For the D-FINE configs the report puts the D-FINE README's figures
+(:data:`PAPER`) beside the measured ones, with their ratios. The README's
+"GFLOPs" (measured with calflops at 640 x 640) are compared with the GMACs
+here as they are: a ratio near 0.5 means they count a multiply-add as two.
 """
 import copy
 import math
@@ -45,10 +50,36 @@ PARTS = {
     'decoder': 'decoder',
     'bbox_head': 'head branches',
 }
+# The D-FINE README's COCO table (Peterande/D-FINE): model, #Params (M)
+# and GFLOPs, all at 640 x 640, by config file name.
+PAPER = {
+    'dfine_hgnetv2_n_coco.py': ('D-FINE-N', 4, 7),
+    'dfine_hgnetv2_s_coco.py': ('D-FINE-S', 10, 25),
+    'dfine_hgnetv2_m_coco.py': ('D-FINE-M', 19, 57),
+    'dfine_hgnetv2_l_coco.py': ('D-FINE-L', 31, 91),
+    'dfine_hgnetv2_x_coco.py': ('D-FINE-X', 62, 202),
+}
+PAPER_SIZE = 640
 COUNTED_OPS = ('convolution, linear, matmul/bmm/einsum, '
                'scaled_dot_product_attention (handle added here), '
                'grid_sample (4 per output value), batch/layer/group norm, '
                'upsample, adaptive pooling')
+
+
+def paper_figures(config: str) -> Optional[Dict]:
+    """The published figures of a config's model, if :data:`PAPER` has it.
+
+    Args:
+        config (str): Path of the config; its file name is looked up.
+
+    Returns:
+        dict, optional: ``model``, ``params_m`` (millions) and ``gflops``
+        (at :data:`PAPER_SIZE`), or None for a config not listed.
+    """
+    figures = PAPER.get(os.path.basename(config))
+    if figures is None:
+        return None
+    return dict(zip(('model', 'params_m', 'gflops'), figures))
 
 
 def build_detector(config: str,
@@ -214,7 +245,8 @@ def analyze(config: str,
     Returns:
         dict: ``params`` and ``macs`` keyed by form (``train`` and, with
         ``deploy``, ``deploy``), plus ``images_per_s`` and ``threads``
-        with ``benchmark``.
+        with ``benchmark``, and ``paper`` (:func:`paper_figures`) for a
+        config in :data:`PAPER`.
     """
     model = build_detector(config, cfg_options)
     forms = {'train': model}
@@ -225,6 +257,9 @@ def analyze(config: str,
         config=config, size=size, unit=UNIT_NOTE,
         params={k: count_params(m) for k, m in measured.items()},
         macs={k: count_macs(m, size) for k, m in measured.items()})
+    paper = paper_figures(config)
+    if paper is not None:
+        result['paper'] = paper
     if benchmark:
         result['images_per_s'] = images_per_second(forms['deploy'], size,
                                                    repeats)
@@ -252,11 +287,28 @@ def format_result(result: Dict) -> str:
         ops = ', '.join(sorted(uncounted))
         lines.append(f'  not counted (no mmengine handle; element-wise, '
                      f'shape or selection ops): {ops}')
+    if 'paper' in result:
+        lines.append(format_paper(result))
     if 'images_per_s' in result:
         lines.append(f'  CPU, deploy form, inference_mode, '
                      f'{result["threads"]} threads: '
                      f'{result["images_per_s"]:.2f} images/s')
     return '\n'.join(lines)
+
+
+def format_paper(result: Dict) -> str:
+    """The paper's figures of :func:`analyze`'s result and, at the paper's
+    input size, the measured train form over them."""
+    paper = result['paper']
+    line = (f'  paper ({paper["model"]}, D-FINE README, {PAPER_SIZE}x'
+            f'{PAPER_SIZE}): {paper["params_m"]} M params, '
+            f'{paper["gflops"]} GFLOPs')
+    if result['size'] != PAPER_SIZE:
+        return line + f'; not compared at {result["size"]}x{result["size"]}'
+    params = result['params']['train'] / 1e6 / paper['params_m']
+    macs = result['macs']['train']['macs'] / 1e9 / paper['gflops']
+    return line + (f'; measured / paper: params {params:.2f}, GMACs / '
+                   f'GFLOPs {macs:.2f}')
 
 
 def check_complexity_paths(configs: List[str],

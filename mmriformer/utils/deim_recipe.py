@@ -1,8 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """DEIM's recipe: its augmentation policy ("Dense O2O") as pipelines and
-switch hooks (:func:`deim_policy`), and the whole recipe for RT-DETRv2 as
-changes to an RT-DETR config (:func:`deim_changes`, called by
-``configs/deim/*.py`` as ``configs/rtdetrv2_*.py`` call
+switch hooks (:func:`deim_policy`), and the whole recipe for RT-DETRv2 or
+D-FINE as changes to an RT-DETR or D-FINE config (:func:`deim_changes`,
+called by ``configs/deim/*.py`` as ``configs/rtdetrv2_*.py`` call
 ``rtdetrv2_changes``).
 
 DEIM switches augmentations by epoch, ``policy.epoch: [a, b, c]`` with
@@ -153,26 +153,34 @@ def deim_changes(base: dict,
                  backbone_lr_mult: Optional[float] = None,
                  warmup_iter: int = 2000,
                  mosaic_size: int = 320,
-                 multi_scale: bool = True) -> tuple:
-    """The changes of DEIM's recipe for RT-DETRv2 on an RT-DETR config.
+                 multi_scale: bool = True,
+                 lr_gamma: float = 0.5,
+                 backbone_norm_lr_mult: Optional[float] = 1.0) -> tuple:
+    """The changes of DEIM's recipe for RT-DETRv2 on an RT-DETR config, or
+    for D-FINE on a D-FINE config (``model.type='DFINE'``).
 
-    RT-DETRv2's model and parameter groups (:func:`rtdetrv2_changes`: the
-    sampling points per level, biases decayed, norms not), then DEIM's
-    (``configs/base/rt_deim.yml`` and ``configs/deim_rtdetrv2/*.yml``):
+    On an RT-DETR config, RT-DETRv2's model and parameter groups
+    (:func:`rtdetrv2_changes`: the sampling points per level, biases
+    decayed, norms not); a D-FINE config keeps its own. Then DEIM's
+    (``configs/base/rt_deim.yml``, ``configs/deim_rtdetrv2/*.yml``;
+    ``configs/base/deim.yml``, ``configs/deim_dfine/*.yml``):
 
     - MAL as the classification loss (:data:`MAL`);
     - DEIM's decoder: SiLU (:data:`SILU`) in the layers' FFNs, the query
-      position MLP and the box branches, and the query position MLP of 3
-      layers (``query_pos_method='as_reg'``);
-    - a PResNet backbone with nothing frozen and its BatchNorms trained;
+      position MLP and the box branches; for RT-DETRv2 a query position
+      MLP of 3 layers (``query_pos_method='as_reg'``), for D-FINE SiLU in
+      the pre-bbox head and the LQEs too;
+    - a PResNet or HGNetV2 backbone with nothing frozen and its BatchNorms
+      trained;
     - Dense O2O: :data:`MOSAIC` after ``LoadAnnotations`` and the policy
       stages (:func:`deim_policy`) at ``[start_epoch, flat_epoch,
       stop_epoch]``, mosaic probability 0.5; ``DEIMBatchMixUp`` (prob 0.5)
       in ``[start_epoch, flat_epoch)``; multi-scale batches until
-      ``stop_epoch``;
-    - the backbone's norms at the base lr (``norm_lr_mult`` of
-      :class:`~mmriformer.engine.DecayPolicyOptimWrapperConstructor`);
-    - AdamW at ``lr`` and ``FlatCosineLR`` (``lr_gamma`` 0.5), flat until
+      ``stop_epoch``, in the sizes of the base's ``BatchRandomChoiceResize``
+      (D-FINE's per size), else RT-DETR's 13;
+    - the backbone's norms at ``backbone_norm_lr_mult`` (``norm_lr_mult``
+      of :class:`~mmriformer.engine.DecayPolicyOptimWrapperConstructor`);
+    - AdamW at ``lr`` and ``FlatCosineLR`` (``lr_gamma``), flat until
       ``flat_epoch``, at its minimum for the last ``no_aug_epoch`` epochs.
 
     ``stop_epoch`` is ``max_epochs - no_aug_epoch``, as in every official
@@ -196,8 +204,16 @@ def deim_changes(base: dict,
             2000, DEIM's.
         mosaic_size (int): The mosaic's ``output_size``. Defaults to 320,
             DEIM's for 640 x 640 inputs.
-        multi_scale (bool): Multi-scale batches (RT-DETR's 13 sizes) until
-            ``stop_epoch``; False trains at one size. Defaults to True.
+        multi_scale (bool): Multi-scale batches until ``stop_epoch``;
+            False trains at one size (DEIM-D-FINE-N's
+            ``base_size_repeat: ~``). Defaults to True.
+        lr_gamma (float): DEIM's ``lr_gamma``: the minimum lr over the
+            base lr. Defaults to 0.5, DEIM's.
+        backbone_norm_lr_mult (float, optional): The lr multiplier of the
+            backbone's norms, DEIM's for RT-DETRv2, S and M (their group
+            ``'^(?=.*backbone)(?!.*norm).*$'`` or ``(?!.*bn)``); None keeps
+            the base's (DEIM-D-FINE-N, L and X, whose ``(?!.*norm|bn)``
+            also holds the HGNetV2's ``bn``). Defaults to 1.0.
 
     Returns:
         tuple: What the config sets as ``model``, ``optim_wrapper``,
@@ -215,10 +231,25 @@ def deim_changes(base: dict,
             f'no_aug_epoch={no_aug_epoch}: give more epochs, or a smaller '
             f'no_aug_epoch or flat_epoch (by default start_epoch + '
             f'max_epochs // 2)')
-    # The switch of v2's recipe is replaced by the policy's.
-    model, optim_wrapper, _ = rtdetrv2_changes(
-        base, stop_epoch, multi_scale=False,
-        backbone_lr_mult=backbone_lr_mult)
+    if base.model.get('type') == 'DFINE':
+        model = dict(
+            decoder=dict(layer_cfg=dict(act_cfg=SILU),
+                         query_pos_act_cfg=SILU,
+                         pre_bbox_act_cfg=SILU,
+                         lqe_cfg=dict(act_cfg=SILU)))
+        optim_wrapper = dict(paramwise_cfg=dict())
+        if backbone_lr_mult is not None:
+            optim_wrapper['paramwise_cfg']['custom_keys'] = {
+                'backbone': dict(lr_mult=backbone_lr_mult)
+            }
+    else:
+        # The switch of v2's recipe is replaced by the policy's.
+        model, optim_wrapper, _ = rtdetrv2_changes(
+            base, stop_epoch, multi_scale=False,
+            backbone_lr_mult=backbone_lr_mult)
+        model['decoder']['layer_cfg']['act_cfg'] = SILU
+        model['decoder'].update(
+            query_pos_method='as_reg', query_pos_act_cfg=SILU)
 
     # DEIM mixes, then resizes.
     augments = [
@@ -226,29 +257,32 @@ def deim_changes(base: dict,
              epochs=[start_epoch, flat_epoch])
     ]
     if multi_scale:
-        augments.append(
-            dict(type='BatchRandomChoiceResize', stop_epoch=stop_epoch))
-    model['data_preprocessor']['batch_augments'] = augments
-    model['decoder']['layer_cfg']['act_cfg'] = SILU
-    model['decoder'].update(
-        query_pos_method='as_reg', query_pos_act_cfg=SILU)
+        # DEIM's collate function takes no `scales`: a base trained at one
+        # size (RT-DETRv2-S) still gets RT-DETR's sizes.
+        resizes = [
+            augment
+            for augment in base.model.data_preprocessor.batch_augments or []
+            if augment['type'] == 'BatchRandomChoiceResize'
+        ] or [dict(type='BatchRandomChoiceResize')]
+        augments += [dict(r, stop_epoch=stop_epoch) for r in resizes]
+    model['data_preprocessor'] = dict(batch_augments=augments)
     model['bbox_head'] = dict(
         loss_cls=dict(MAL, _delete_=True), reg_act_cfg=SILU)
-    if base.model.backbone.type == 'PResNet':
+    if base.model.backbone.type in ('PResNet', 'HGNetV2'):
         model['backbone'] = dict(
             frozen_stages=-1,
             norm_cfg=dict(type='BN', requires_grad=True),
             norm_eval=False)
     optim_wrapper['optimizer'] = dict(lr=lr)
-    # DEIM's group '^(?=.*backbone)(?!.*norm).*$': the backbone's lr_mult
-    # spares its norms.
-    keys = optim_wrapper['paramwise_cfg'].setdefault('custom_keys', {})
-    keys.setdefault('backbone', {})['norm_lr_mult'] = 1.0
+    if backbone_norm_lr_mult is not None:
+        keys = optim_wrapper['paramwise_cfg'].setdefault('custom_keys', {})
+        keys.setdefault('backbone', {})['norm_lr_mult'] = \
+            backbone_norm_lr_mult
 
     param_scheduler = [
         dict(type='FlatCosineLR', warmup_iter=warmup_iter,
              flat_epoch=flat_epoch, no_aug_epoch=no_aug_epoch,
-             lr_gamma=0.5, begin=0, end=max_epochs,
+             lr_gamma=lr_gamma, begin=0, end=max_epochs,
              convert_to_iter_based=True)
     ]
 

@@ -76,7 +76,9 @@ def policy(cfg):
 
 
 def test_all_deim_configs_listed():
-    assert sorted(p.name for p in ROOT.glob('configs/deim/*.py')) == \
+    # DEIM-D-FINE's (deim_hgnetv2_*) are test_configs_dfine.py's.
+    assert sorted(p.name for p in ROOT.glob('configs/deim/*.py')
+                  if 'hgnetv2' not in p.name) == \
         sorted(DEIM)
 
 

@@ -5,8 +5,10 @@ No test here can download a checkpoint, so for each config that names one
 in ``model.backbone.init_cfg``, a file in that source's published layout is
 written: from the source's own class where it is installed (mmpretrain's
 ``ResNetV1d`` and ``RIFormer`` classifiers, saved as mmpretrain saves them),
-or, for lyuwenyu/RT-DETR's ImageNet ResNet-vd files, from the state-dict
-layout of the official ``PResNet`` (``official_presnet_state``). Every
+for lyuwenyu/RT-DETR's ImageNet ResNet-vd files from the state-dict
+layout of the official ``PResNet`` (``official_presnet_state``), and for
+D-FINE's ImageNet PP-HGNetV2 files from our ``HGNetV2``, whose keys are the
+official ``HGNetv2``'s (no prefix). Every
 tensor is random and distinct. The config's own init then runs from that
 file (only the URL is replaced by the local path), and:
 
@@ -33,6 +35,7 @@ from mmriformer.testing import (assert_float64_close, official_presnet_state,
 
 ROOT = Path(__file__).parents[2]
 OFFICIAL_URL = 'https://github.com/lyuwenyu/storage/releases/download/v0.1/'
+DFINE_URL = 'https://github.com/Peterande/storage/releases/download/'
 MMPRETRAIN_URL = 'https://download.openmmlab.com/mmclassification/'
 # Configs whose backbone must start from a checkpoint (the proof below must
 # find at least these).
@@ -40,7 +43,10 @@ EXPECTED = {
     'rtdetr_r18vd.py', 'rtdetr_r34vd.py', 'rtdetr_r50vd.py',
     'rtdetr_r50vd_m.py', 'rtdetr_r101vd.py', 'rtdetr_riformer_s12.py',
     'rtdetr_riformer_s24.py', 'rtdetr_riformer_s36.py',
-    'rtdetr_riformer_m36.py', 'rtdetr_riformer_m48.py'
+    'rtdetr_riformer_m36.py', 'rtdetr_riformer_m48.py',
+    'dfine/dfine_hgnetv2_n_coco.py', 'dfine/dfine_hgnetv2_s_coco.py',
+    'dfine/dfine_hgnetv2_m_coco.py', 'dfine/dfine_hgnetv2_l_coco.py',
+    'dfine/dfine_hgnetv2_x_coco.py'
 }
 
 
@@ -112,6 +118,17 @@ def write_source_checkpoint(checkpoint: str, backbone_cfg, path: Path):
     name = checkpoint.rsplit('/', 1)[-1]
     if checkpoint.startswith(OFFICIAL_URL):
         state = official_presnet_state(backbone_cfg.depth)
+        torch.save(state, path)
+        return state, '', None
+    if checkpoint.startswith(DFINE_URL):
+        arch = re.match(r'PPHGNetV2_(B\d)_stage1\.pth', name)[1]
+        assert arch == backbone_cfg.arch
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            source = MODELS.build(
+                dict(type='HGNetV2', arch=arch,
+                     use_lab=backbone_cfg.use_lab))
+        state = {k: v for k, v in randomize_(source).state_dict().items()
+                 if not k.endswith('num_batches_tracked')}
         torch.save(state, path)
         return state, '', None
     if checkpoint.startswith(MMPRETRAIN_URL) and 'riformer' in name:

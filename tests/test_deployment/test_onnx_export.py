@@ -349,3 +349,19 @@ def test_evaluation_cli_errors(tmp_path):
         capture_output=True, text=True)
     assert proc.returncode != 0
     assert f'error: ONNX model {missing} does not exist' in proc.stderr
+
+
+@pytest.mark.slow
+def test_dfine_n_config_exports(tmp_path):
+    """D-FINE-N from its COCO config (random weights, every branch
+    non-zero) through the RT-DETR export path at 320 x 320: onnxruntime
+    detects what PyTorch does, its [0, 1] pixels unnormalised."""
+    model = build_model(ROOT / 'configs/dfine/dfine_hgnetv2_n_coco.py',
+                        pretrained=False)
+    deployed = DeployedDetector(switch_to_deploy(randomize_(model)).eval())
+    assert deployed.identity_normalisation
+    path = export_onnx(deployed, str(tmp_path / 'dfine_n.onnx'), (320, 320),
+                       {'classes': tuple(f'c{i}' for i in range(80))})
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)]
+    verify_onnx(deployed, path, images)

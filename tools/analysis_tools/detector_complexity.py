@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Parameters, MACs and CPU speed of RT-DETR detectors built from configs.
+"""Parameters, MACs and CPU speed of RT-DETR detectors built from configs,
+beside the D-FINE README's figures for the D-FINE configs.
 
 What is counted and how: :mod:`mmriformer.analysis.complexity`.
 

@@ -98,6 +98,9 @@ class DFineDecoder(RTDETRDecoder):
             ``'default'``.
         query_pos_act_cfg (dict): See :class:`RTDETRDecoder`. Defaults to
             ``dict(type='ReLU')``.
+        pre_bbox_act_cfg (dict): mmcv config of the activation of
+            ``pre_bbox_head`` (DEIM's ``mlp_act``). Defaults to
+            ``dict(type='ReLU')``.
     """
 
     def __init__(self,
@@ -109,7 +112,8 @@ class DFineDecoder(RTDETRDecoder):
                  up: float = 0.5,
                  lqe_cfg: Optional[dict] = None,
                  query_pos_method: str = 'default',
-                 query_pos_act_cfg: dict = dict(type='ReLU')) -> None:
+                 query_pos_act_cfg: dict = dict(type='ReLU'),
+                 pre_bbox_act_cfg: dict = dict(type='ReLU')) -> None:
         # Checks reg_max before anything is built.
         weighting_function(reg_max, up, reg_scale)
         layer_cfg = dict(cross_attn_residual='gate',
@@ -120,7 +124,8 @@ class DFineDecoder(RTDETRDecoder):
         self.reg_max = reg_max
         self.register_buffer('up', torch.tensor([float(up)]))
         self.register_buffer('reg_scale', torch.tensor([float(reg_scale)]))
-        self.pre_bbox_head = MLP(self.embed_dims, self.embed_dims, 4, 3)
+        self.pre_bbox_head = MLP(self.embed_dims, self.embed_dims, 4, 3,
+                                 pre_bbox_act_cfg)
         self.lqe_layers = nn.ModuleList(
             LocationQualityEstimator(reg_max, **(lqe_cfg or {}))
             for _ in range(num_layers))

@@ -22,20 +22,24 @@ class LocationQualityEstimator(nn.Module):
         top_k (int): Largest probabilities taken per edge. Defaults to 4.
         hidden_dims (int): Hidden channels of the MLP. Defaults to 64.
         num_layers (int): Linear layers of the MLP. Defaults to 2.
+        act_cfg (dict): mmcv config of the MLP's activation (DEIM's
+            D-FINE: SiLU). Defaults to ``dict(type='ReLU')``.
     """
 
     def __init__(self,
                  reg_max: int,
                  top_k: int = 4,
                  hidden_dims: int = 64,
-                 num_layers: int = 2) -> None:
+                 num_layers: int = 2,
+                 act_cfg: dict = dict(type='ReLU')) -> None:
         super().__init__()
         if not 0 < top_k <= reg_max + 1:
             raise ValueError(f'top_k must be in [1, reg_max + 1 = '
                              f'{reg_max + 1}], got {top_k}')
         self.bins = reg_max + 1
         self.top_k = top_k
-        self.reg_conf = MLP(4 * (top_k + 1), hidden_dims, 1, num_layers)
+        self.reg_conf = MLP(4 * (top_k + 1), hidden_dims, 1, num_layers,
+                            act_cfg)
         self.init_weights()
 
     def init_weights(self) -> None:

@@ -143,6 +143,24 @@ def test_location_quality_estimator():
         LocationQualityEstimator(reg_max=2, top_k=4)
 
 
+def test_deim_activations():
+    """DEIM's D-FINE (mlp_act and activation silu): SiLU in the pre-bbox
+    head and the LQEs; ReLU by default, as D-FINE."""
+    default = build()[0]
+    assert type(default.pre_bbox_head.activate) is nn.ReLU
+    assert type(default.lqe_layers[0].reg_conf.activate) is nn.ReLU
+    silu = dict(type='SiLU')
+    decoder = MODELS.build(
+        dict(type='DFineDecoder', num_layers=NUM_LAYERS, layer_cfg=LAYER_CFG,
+             reg_max=REG_MAX, pre_bbox_act_cfg=silu,
+             lqe_cfg=dict(act_cfg=silu)))
+    assert type(decoder.pre_bbox_head.activate) is nn.SiLU
+    assert all(type(lqe.reg_conf.activate) is nn.SiLU
+               for lqe in decoder.lqe_layers)
+    # The keys stay D-FINE's.
+    assert decoder.state_dict().keys() == default.state_dict().keys()
+
+
 def test_hf_key_map_errors():
     scale = torch.tensor([1 / 2] * 2 + [1 / 3] * 3)
     state = {'layers.0.encoder_attn.num_points_scale': scale,
