@@ -15,6 +15,26 @@ from typing import Optional, Tuple
 STRONG_AUGMENTS = ('RandomPhotometricDistort', 'Expand', 'RandomIoUCrop')
 
 
+def strong_augment_switch(base: dict, stop_epoch: int) -> dict:
+    """The hook that drops :data:`STRONG_AUGMENTS` from the base's training
+    pipeline at epoch ``stop_epoch`` (0-based).
+
+    Args:
+        base (dict): The config whose ``train_pipeline`` is switched.
+        stop_epoch (int): The first epoch without strong augmentation.
+
+    Returns:
+        dict: A ``PipelineSwitchHook`` config.
+    """
+    return dict(
+        type='PipelineSwitchHook',
+        switch_epoch=stop_epoch,
+        switch_pipeline=[
+            transform for transform in base.train_pipeline
+            if transform['type'] not in STRONG_AUGMENTS
+        ])
+
+
 def rtdetrv2_changes(base: dict,
                      stop_epoch: int,
                      multi_scale: bool = True,
@@ -65,12 +85,5 @@ def rtdetrv2_changes(base: dict,
     if decay_biases:
         paramwise_cfg.update(bias_decay_mult=1.0, flat_decay_mult=1.0)
 
-    switch = dict(
-        type='PipelineSwitchHook',
-        switch_epoch=stop_epoch,
-        switch_pipeline=[
-            transform for transform in base.train_pipeline
-            if transform['type'] not in STRONG_AUGMENTS
-        ])
     return (model, dict(paramwise_cfg=paramwise_cfg),
-            base.custom_hooks + [switch])
+            base.custom_hooks + [strong_augment_switch(base, stop_epoch)])

@@ -11,7 +11,9 @@ class DecoderInputProjection(nn.ModuleList):
     As RT-DETR's decoder ``input_proj``: a 1x1 conv without bias and a
     BatchNorm per encoder level, no activation, so the memory the decoder
     attends to is normalised and may come from an encoder of another width
-    (R101: 384 -> 256). Levels beyond the encoder's are made by 3x3 stride-2
+    (R101: 384 -> 256). D-FINE passes a level that already has the
+    decoder's width unchanged (``nn.Identity``, ``same_width_identity``).
+    Levels beyond the encoder's are made by 3x3 stride-2
     conv + BN, the first from the coarsest encoder map, each next one from
     the level before.
 
@@ -21,13 +23,17 @@ class DecoderInputProjection(nn.ModuleList):
         num_levels (int): Levels the decoder attends to, at least
             ``len(in_channels)``.
         norm_cfg (dict): Norm config. Defaults to ``dict(type='BN')``.
+        same_width_identity (bool): An encoder level of ``embed_dims``
+            channels is not projected, as in D-FINE. Defaults to False
+            (RT-DETR's: every level projected).
     """
 
     def __init__(self,
                  in_channels: Sequence[int],
                  embed_dims: int,
                  num_levels: int,
-                 norm_cfg: dict = dict(type='BN')) -> None:
+                 norm_cfg: dict = dict(type='BN'),
+                 same_width_identity: bool = False) -> None:
         if num_levels < len(in_channels):
             raise ValueError(
                 f'decoder.layer_cfg.num_levels={num_levels} but the encoder '
@@ -35,6 +41,7 @@ class DecoderInputProjection(nn.ModuleList):
                 f'decoder.layer_cfg.num_levels to at least '
                 f'{len(in_channels)}.')
         projections = [
+            nn.Identity() if same_width_identity and c == embed_dims else
             ConvModule(c, embed_dims, 1, bias=False, norm_cfg=norm_cfg,
                        act_cfg=None) for c in in_channels
         ]
@@ -50,7 +57,8 @@ class DecoderInputProjection(nn.ModuleList):
     def init_weights(self) -> None:
         """Xavier-uniform convolutions, as RT-DETR initialises them."""
         for projection in self:
-            nn.init.xavier_uniform_(projection.conv.weight)
+            if isinstance(projection, ConvModule):
+                nn.init.xavier_uniform_(projection.conv.weight)
 
     def forward(self, feats: Sequence[Tensor]) -> List[Tensor]:
         """Project the encoder maps and add the extra levels.

@@ -57,3 +57,18 @@ def test_fewer_levels_than_the_encoder_is_refused():
     proj = DecoderInputProjection(IN_CHANNELS, 8, num_levels=3)
     with pytest.raises(ValueError, match='Expected 3 encoder maps, got 2'):
         proj(encoder_maps(torch.float32)[:2])
+
+
+def test_same_width_identity():
+    """D-FINE: a level already of the decoder's width passes unchanged; the
+    others are projected, and by default every level is."""
+    proj = DecoderInputProjection(IN_CHANNELS, 24, num_levels=4,
+                                  same_width_identity=True).double()
+    proj.init_weights()
+    assert isinstance(proj[1], torch.nn.Identity)
+    assert [type(p).__name__ for p in proj] == [
+        'ConvModule', 'Identity', 'ConvModule', 'ConvModule']
+    feats = encoder_maps()
+    assert torch.equal(proj(feats)[1], feats[1])
+    default = DecoderInputProjection(IN_CHANNELS, 24, num_levels=3)
+    assert all(hasattr(p, 'conv') for p in default)
