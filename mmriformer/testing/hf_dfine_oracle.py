@@ -24,11 +24,11 @@ backbone's config and redraw). For each requested size (``n``, ``s``) it
    (``<out>/<size>_official.pth``, ``{'ema': {'module': ...}}``), renamed
    here from the official module names independently of the converter
    under test, with the buffers the official model also saves (``up`` and
-   ``reg_scale`` twice, ``num_points_scale``, and the anchors of a 640
-   eval size);
+   ``reg_scale`` twice, ``num_points_scale``, the anchors of a 640 eval
+   size, and the counters of the backbone's trained norms);
 3. runs it in eval mode, in float64, on one fixed image
-   (``<out>/image.pt``, (1, 3, 320, 320) RGB in [0, 1], D-FINE's input
-   without normalisation) and saves the top-300 detections of HF's own
+   (``<out>/image.pt``, 320x320 uint8 RGB, HWC), scaled to [0, 1] without
+   normalisation as D-FINE takes it, and saves the top-300 detections of HF's own
    post-processing (``<out>/<size>_detections.pt``: ``scores``,
    ``labels``, ``boxes`` in pixels, and the raw ``logits`` and
    ``pred_boxes``).
@@ -162,16 +162,17 @@ def redraw_(model, calibration: torch.Tensor, seed: int) -> None:
 
 
 def make_image(seed: int = 0) -> torch.Tensor:
-    """A smooth random RGB image in [0, 1], (1, 3, 320, 320): coloured
-    blobs (bilinear upsampling of random 8x8 colours) plus mild noise."""
+    """A smooth random 320x320 RGB image, uint8 HWC: coloured blobs (a
+    bilinear upsampling of random 8x8 colours) plus mild noise."""
     gen = torch.Generator().manual_seed(seed)
     low = torch.rand(1, 3, 8, 8, generator=gen)
     image = torch.nn.functional.interpolate(low,
                                             size=(IMAGE_SIZE, IMAGE_SIZE),
                                             mode='bilinear',
                                             align_corners=False)
-    image = image + 0.05 * torch.randn(image.shape, generator=gen)
-    return image.clamp(0, 1)
+    image = image[0] + 0.05 * torch.randn(image.shape[1:], generator=gen)
+    image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
+    return image.permute(1, 2, 0).contiguous()
 
 
 def official_state(hf_state: dict, strides: list) -> dict:
@@ -223,6 +224,12 @@ def official_state(hf_state: dict, strides: list) -> dict:
             k[len(backbone_prefix):]: v
             for k, v in hf_state.items() if k.startswith(backbone_prefix)
         }, 'B0')
+    # HF freezes the backbone's norms; D-FINE-N and S train theirs, which
+    # save counters.
+    for key in list(out):
+        if key.endswith('.running_mean'):
+            out[key[:-len('running_mean')] + 'num_batches_tracked'] = \
+                torch.tensor(1000)
     qkv = {}
     for key, value in hf_state.items():
         if key.startswith(backbone_prefix):
@@ -301,6 +308,7 @@ def main(out_dir: str, sizes) -> None:
     os.makedirs(out_dir, exist_ok=True)
     image = make_image()
     torch.save(image, os.path.join(out_dir, 'image.pt'))
+    pixels = image.permute(2, 0, 1)[None].double() / 255
     calibration = torch.rand((2, 3, IMAGE_SIZE, IMAGE_SIZE),
                              generator=torch.Generator().manual_seed(1))
     processor = RTDetrImageProcessorPil()
@@ -317,7 +325,7 @@ def main(out_dir: str, sizes) -> None:
         }}, os.path.join(out_dir, f'{size}_official.pth'))
         double = copy.deepcopy(model).double()
         with torch.no_grad():
-            outputs = double(pixel_values=image.double())
+            outputs = double(pixel_values=pixels)
         # threshold -1 keeps all num_queries detections (scores > -1).
         result = processor.post_process_object_detection(
             outputs,
