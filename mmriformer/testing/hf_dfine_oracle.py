@@ -4,8 +4,8 @@ oracle venv.
 
 Run by :func:`mmriformer.testing.oracle.run_hf_dfine_oracle` with the
 oracle venv's Python, as a script: it imports only the standard library,
-torch, transformers and its sibling :mod:`hf_hgnetv2_oracle` (for the
-backbone's config and redraw). For each requested size (``n``, ``s``) it
+torch, transformers and its sibling oracle scripts (the backbone's config
+and redraw, the decoder's redraw, the image and the post-processing). For each requested size (``n``, ``s``) it
 
 1. builds ``DFineForObjectDetection`` of that size's official layout
    (Peterande/D-FINE ``configs/dfine/dfine_hgnetv2_{n,s}_coco.yml``, 80
@@ -38,15 +38,15 @@ Usage::
     python hf_dfine_oracle.py OUT_DIR SIZE [SIZE ...]
 """
 import copy
-import json
-import math
 import os
 import sys
 
 import torch
-from hf_hgnetv2_oracle import backbone_config
+from hf_dfine_decoder_oracle import redraw_ as redraw_linear_
+from hf_hgnetv2_oracle import backbone_config, calibrate_norms_
 from hf_hgnetv2_oracle import official_state as official_backbone
 from hf_hgnetv2_oracle import redraw_ as redraw_backbone_
+from hf_rtdetr_oracle import make_image, save_detections, write_report
 
 IMAGE_SIZE = 320
 NUM_CLASSES = 80
@@ -83,8 +83,6 @@ SIZES = {
          decoder_n_points=[3, 6, 3],
          decoder_layers=3),
 }
-# Buffers kept as built: derived from the config, not learnt.
-KEPT = ('up', 'reg_scale', 'num_points_scale')
 
 
 def build_model(size: str):
@@ -122,57 +120,22 @@ def redraw_(model, calibration: torch.Tensor, seed: int) -> None:
     if missing or unexpected:
         raise KeyError(f'backbone: missing {missing}, unexpected '
                        f'{unexpected}')
-    rest = [(name, param) for name, param in model.named_parameters()
-            if not name.startswith('model.backbone.')
-            and name.rsplit('.', 1)[-1] not in KEPT]
     norms = [
         m for name, m in model.named_modules()
         if isinstance(m, torch.nn.BatchNorm2d)
         and not name.startswith('model.backbone.')
     ]
+    parts = [
+        module for name, module in model.model.named_children()
+        if name != 'backbone'
+    ]
+    for i, part in enumerate(parts):
+        redraw_linear_(part, seed + 1 + i)
     with torch.no_grad():
-        for name, param in rest:
-            leaf = name.rsplit('.', 1)[-1]
-            if param.dim() >= 2:
-                new = torch.randn(param.shape, generator=gen) / math.sqrt(
-                    param[0].numel())
-            elif leaf == 'weight':
-                new = torch.rand(param.shape, generator=gen) + 0.5
-            else:
-                new = torch.randn(param.shape, generator=gen) * 0.1
-                if name.endswith('sampling_offsets.bias'):
-                    new += param
-            param.copy_(new)
         for layer in model.model.enc_output:
             if getattr(layer, 'bias', None) is not None:
                 layer.bias.zero_()
-        # momentum 1: the running statistics become this batch's.
-        for norm in norms:
-            norm.momentum = 1.0
-        model.train()
-        model(pixel_values=calibration)
-        model.eval()
-        for norm in norms:
-            norm.momentum = 0.1
-            std = norm.running_var.sqrt()
-            norm.running_mean.add_(
-                0.1 * std * torch.randn(std.shape, generator=gen))
-            norm.running_var.mul_(
-                torch.rand(std.shape, generator=gen) + 0.5)
-
-
-def make_image(seed: int = 0) -> torch.Tensor:
-    """A smooth random 320x320 RGB image, uint8 HWC: coloured blobs (a
-    bilinear upsampling of random 8x8 colours) plus mild noise."""
-    gen = torch.Generator().manual_seed(seed)
-    low = torch.rand(1, 3, 8, 8, generator=gen)
-    image = torch.nn.functional.interpolate(low,
-                                            size=(IMAGE_SIZE, IMAGE_SIZE),
-                                            mode='bilinear',
-                                            align_corners=False)
-    image = image[0] + 0.05 * torch.randn(image.shape[1:], generator=gen)
-    image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
-    return image.permute(1, 2, 0).contiguous()
+    calibrate_norms_(model, norms, calibration, gen)
 
 
 def official_state(hf_state: dict, strides: list) -> dict:
@@ -212,11 +175,17 @@ def official_state(hf_state: dict, strides: list) -> dict:
         'final_layer_norm': 'norm3'
     }
 
-    def rename(rest: str, table: dict) -> str:
+    def layer_name(prefix: str, rest: str, table: dict) -> tuple:
+        """The official name of a key inside an attention layer, and
+        ``'q'``, ``'k'`` or ``'v'`` for HF's separate projections, which
+        the official layout stacks (else None)."""
+        if rest[:10] == 'self_attn.' and rest[10:17] in ('q_proj.', 'k_proj.',
+                                                         'v_proj.'):
+            return f'{prefix}self_attn.in_proj_{rest[17:]}', rest[10]
         for old, new in table.items():
             if rest.startswith(old + '.'):
-                return new + rest[len(old):]
-        return rest
+                return prefix + new + rest[len(old):], None
+        return prefix + rest, None
 
     backbone_prefix = 'model.backbone.model.'
     out = official_backbone(
@@ -240,14 +209,9 @@ def official_state(hf_state: dict, strides: list) -> dict:
             kind = {'0': 'conv', '1': 'norm'}[parts[3]]
             new = f'encoder.input_proj.{parts[2]}.{kind}.{parts[-1]}'
         elif key.startswith('model.encoder.aifi.'):
-            prefix = f'encoder.encoder.{parts[3]}.layers.{parts[5]}.'
-            rest = '.'.join(parts[6:])
-            if rest.startswith('self_attn.') and rest[10] in 'qkv' and \
-                    rest[11:17] == '_proj.':
-                new, letter = prefix + 'self_attn.in_proj_' + parts[-1], \
-                    rest[10]
-            else:
-                new = prefix + rename(rest, aifi)
+            new, letter = layer_name(
+                f'encoder.encoder.{parts[3]}.layers.{parts[5]}.',
+                '.'.join(parts[6:]), aifi)
         elif key.startswith('model.encoder.'):
             rest = '.'.join(parts[2:])
             if parts[2] in ('fpn_blocks', 'pan_blocks'):
@@ -262,14 +226,8 @@ def official_state(hf_state: dict, strides: list) -> dict:
             new = (f'decoder.dec_bbox_head.{parts[-4]}.layers.{parts[-2]}.'
                    f'{parts[-1]}')
         elif key.startswith('model.decoder.layers.'):
-            prefix = f'decoder.decoder.layers.{parts[3]}.'
-            rest = '.'.join(parts[4:])
-            if rest.startswith('self_attn.') and rest[10] in 'qkv' and \
-                    rest[11:17] == '_proj.':
-                new, letter = prefix + 'self_attn.in_proj_' + parts[-1], \
-                    rest[10]
-            else:
-                new = prefix + rename(rest, decoder_layer)
+            new, letter = layer_name(f'decoder.decoder.layers.{parts[3]}.',
+                                     '.'.join(parts[4:]), decoder_layer)
         elif key.startswith('model.decoder.lqe_layers.'):
             new = 'decoder.decoder.' + '.'.join(parts[2:])
         elif key in ('model.decoder.up', 'model.decoder.reg_scale'):
@@ -302,16 +260,13 @@ def official_state(hf_state: dict, strides: list) -> dict:
 
 
 def main(out_dir: str, sizes) -> None:
-    from transformers.models.rt_detr.image_processing_pil_rt_detr import \
-        RTDetrImageProcessorPil
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     os.makedirs(out_dir, exist_ok=True)
-    image = make_image()
+    image = make_image(size=IMAGE_SIZE, cells=8)
     torch.save(image, os.path.join(out_dir, 'image.pt'))
     pixels = image.permute(2, 0, 1)[None].double() / 255
     calibration = torch.rand((2, 3, IMAGE_SIZE, IMAGE_SIZE),
                              generator=torch.Generator().manual_seed(1))
-    processor = RTDetrImageProcessorPil()
     report = {}
     for seed, size in enumerate(sizes):
         model = build_model(size)
@@ -323,29 +278,15 @@ def main(out_dir: str, sizes) -> None:
             'module': official,
             'updates': 0
         }}, os.path.join(out_dir, f'{size}_official.pth'))
-        double = copy.deepcopy(model).double()
         with torch.no_grad():
-            outputs = double(pixel_values=pixels)
-        # threshold -1 keeps all num_queries detections (scores > -1).
-        result = processor.post_process_object_detection(
-            outputs,
-            threshold=-1.0,
-            target_sizes=[(IMAGE_SIZE, IMAGE_SIZE)])[0]
-        torch.save(
-            dict(scores=result['scores'],
-                 labels=result['labels'],
-                 boxes=result['boxes'],
-                 logits=outputs.logits[0],
-                 pred_boxes=outputs.pred_boxes[0]),
-            os.path.join(out_dir, f'{size}_detections.pt'))
-        report[size] = dict(hf_tensors=len(state),
-                            official_tensors=len(official),
-                            detections=len(result['scores']))
-    import transformers
-    report['versions'] = dict(torch=torch.__version__,
-                              transformers=transformers.__version__)
-    with open(os.path.join(out_dir, 'report.json'), 'w') as f:
-        json.dump(report, f)
+            outputs = copy.deepcopy(model).double()(pixel_values=pixels)
+        report[size] = dict(
+            hf_tensors=len(state),
+            official_tensors=len(official),
+            detections=save_detections(
+                outputs, IMAGE_SIZE,
+                os.path.join(out_dir, f'{size}_detections.pt')))
+    write_report(out_dir, report)
 
 
 if __name__ == '__main__':
