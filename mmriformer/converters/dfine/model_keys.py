@@ -40,9 +40,7 @@ from .decoder_keys import (HF_DFINE_DECODER_PREFIX, drop_points_scales,
                            hf_dfine_decoder_to_ours)
 from .encoder_keys import hf_dfine_encoder_to_ours
 
-HF_DFINE, OFFICIAL_DFINE = 'hf_dfine', 'official_dfine'
-# HF's decoder-layer heads: tied copies at the top level and under
-# model.decoder.
+# HF's decoder-layer heads, tied: at the top level or under model.decoder.
 _HF_HEAD = r'(?:model\.decoder\.)?'
 
 
@@ -69,19 +67,17 @@ def _head_rules(num_layers: int, prefix: str, names: dict) -> list:
     ]
 
 
-def _strip(state: StateDict, prefix: str) -> StateDict:
-    """The entries of ``state`` under ``prefix``, without it."""
-    return {
-        k[len(prefix):]: v
-        for k, v in state.items() if k.startswith(prefix)
-    }
-
-
 def _prefixed(state: StateDict, prefix: str) -> StateDict:
+    """``state`` with ``prefix`` before every key."""
     return {prefix + k: v for k, v in state.items()}
 
 
 def _decoder_layers(state: StateDict, pattern: str) -> int:
+    """The number of decoder layers that ``pattern`` counts.
+
+    Raises:
+        UnknownLayoutError: There are none.
+    """
     layers = count_indices(state, pattern)
     if not layers:
         raise UnknownLayoutError(
@@ -163,6 +159,7 @@ def _merge_tied(state: StateDict) -> StateDict:
 
 
 def _num_classes(state: StateDict, key: str) -> Optional[int]:
+    """The rows of the encoder's score head at ``key``, if present."""
     return state[key].shape[0] if key in state else None
 
 

@@ -8,7 +8,6 @@ D-FINE config of their size unless ``--config`` names a
 """
 import os.path as osp
 
-from ...models.backbones.hgnetv2 import HGNetV2
 from ..rtdetr.renaming import count_indices
 from ..rtdetr.sources import StateDict
 
@@ -27,6 +26,8 @@ SIZE_NAMES = dict(zip(DFINE_CONFIGS, 'NSMLX'))
 def hgnetv2_arch(state: StateDict):
     """The HGNetV2 arch whose stem and stage widths the backbone has, or
     None."""
+    # Imported here: the backbone module imports this package's key maps.
+    from ...models.backbones.hgnetv2 import HGNetV2
 
     def out(key):
         return state[key].shape[0] if key in state else None

@@ -24,7 +24,8 @@ def convert_state(state: StateDict) -> Tuple[StateDict, str]:
         tuple: Our state dict and the layout it came from (see
         :func:`~.sources.detect_layout`).
     """
-    from ..dfine.model_keys import hf_dfine_to_ours, official_dfine_to_ours
+    # Imported here: mmriformer.converters.dfine builds on this package.
+    from ..dfine import hf_dfine_to_ours, official_dfine_to_ours
     converters = dict(hf=hf_to_ours,
                       official=official_to_ours,
                       hf_dfine=hf_dfine_to_ours,
@@ -40,12 +41,14 @@ def variant_rules(layout: str) -> Tuple[Callable, Callable, Callable,
     """How to describe, name, pick the config of, and check the HF config
     of a layout's family (RT-DETR or D-FINE).
 
+    Args:
+        layout (str): From :func:`~.sources.detect_layout`.
+
     Returns:
         tuple: ``(describe, name, pick_config, check_hf_config)``.
     """
-    from ..dfine.variants import (check_hf_dfine_config,
-                                  describe_dfine_variant, dfine_variant_name,
-                                  pick_dfine_config)
+    from ..dfine import (check_hf_dfine_config, describe_dfine_variant,
+                         dfine_variant_name, pick_dfine_config)
     if layout in DFINE_LAYOUTS:
         return (describe_dfine_variant, dfine_variant_name, pick_dfine_config,
                 check_hf_dfine_config)
