@@ -46,7 +46,8 @@ from hf_dfine_decoder_oracle import redraw_ as redraw_linear_
 from hf_hgnetv2_oracle import backbone_config, calibrate_norms_
 from hf_hgnetv2_oracle import official_state as official_backbone
 from hf_hgnetv2_oracle import redraw_ as redraw_backbone_
-from hf_rtdetr_oracle import make_image, save_detections, write_report
+from hf_rtdetr_oracle import (make_image, save_detections, stack_qkv_, store,
+                              write_report)
 
 IMAGE_SIZE = 320
 NUM_CLASSES = 80
@@ -244,14 +245,8 @@ def official_state(hf_state: dict, strides: list) -> dict:
         elif key.startswith(('model.enc_score_head.', 'model.enc_bbox_head.',
                              'model.denoising_class_embed.')):
             new = 'decoder.' + key[len('model.'):]
-        if new is None:
-            raise KeyError(f'no official name for {key}')
-        if letter:
-            qkv.setdefault(new, {})[letter] = value
-        else:
-            out[new] = value.clone()
-    for name, parts in qkv.items():
-        out[name] = torch.cat([parts['q'], parts['k'], parts['v']])
+        store(out, qkv, key, new, letter, value)
+    stack_qkv_(out, qkv)
     # The official configs' eval size (640) fixes anchors as buffers.
     tokens = sum((640 // stride)**2 for stride in strides)
     out['decoder.anchors'] = torch.zeros(1, tokens, 4)

@@ -240,6 +240,29 @@ def layer_name(prefix: str, rest: list, norms: dict) -> tuple:
     return prefix + 'self_attn.in_proj_' + rest[-1], rest[1][0]
 
 
+def store(out: dict, qkv: dict, key: str, new, letter, value) -> None:
+    """Put an HF tensor under its official name ``new`` in ``out``; one of
+    HF's separate q, k, v projections (``letter``) goes to ``qkv`` for
+    :func:`stack_qkv_`.
+
+    Raises:
+        KeyError: ``new`` is None: the HF key has no official name.
+    """
+    if new is None:
+        raise KeyError(f'no official name for {key}')
+    if letter:
+        qkv.setdefault(new, {})[letter] = value
+    else:
+        out[new] = value.clone()
+
+
+def stack_qkv_(out: dict, qkv: dict) -> None:
+    """Stack the q, k and v projections that :func:`store` set aside, as
+    ``nn.MultiheadAttention``'s ``in_proj``, into ``out``."""
+    for name, parts in qkv.items():
+        out[name] = torch.cat([parts['q'], parts['k'], parts['v']])
+
+
 def official_state(hf_state: dict, version: str) -> dict:
     """The HF weights renamed to lyuwenyu/RT-DETR's layout.
 
@@ -305,14 +328,8 @@ def official_state(hf_state: dict, version: str) -> dict:
         elif k.startswith(('enc_score_head.', 'enc_bbox_head.',
                            'denoising_class_embed.')):
             new = 'decoder.' + k
-        if new is None:
-            raise KeyError(f'no official name for {key}')
-        if letter:
-            qkv.setdefault(new, {})[letter] = value
-        else:
-            out[new] = value.clone()
-    for name, parts in qkv.items():
-        out[name] = torch.cat([parts['q'], parts['k'], parts['v']])
+        store(out, qkv, key, new, letter, value)
+    stack_qkv_(out, qkv)
     if version == 'v2':
         # v2's extra buffers: uniform point scales and fixed-size anchors.
         layers = {
