@@ -5,13 +5,11 @@ the model into its deploy form, check and save the result.
 Used by ``tools/model_converters/reparameterize.py`` and
 ``tools/backbone_demo.py``.
 """
-import os
 import os.path as osp
 from typing import Optional
 
-import torch
-
 from ..models import switch_to_deploy
+from ..utils.checkpoint import save_atomically
 from ..utils.cli_checks import check_output_file
 from .model_io import (WeightsMismatchError, build_model, load_strict,
                        read_checkpoint)
@@ -83,26 +81,21 @@ def reparameterize(config: str,
     switch_to_deploy(model.eval())
     meta = dict(ckpt.get('meta', {}), deploy=True,
                 reparameterized_from=osp.basename(checkpoint))
-    folder = osp.dirname(osp.abspath(out))
-    # Written next to out and moved over it only when complete and checked,
-    # so a failure leaves no partial file and no earlier file is lost.
-    tmp = osp.join(folder, f'.{osp.basename(out)}.tmp{os.getpid()}')
-    try:
-        torch.save({'meta': meta, 'state_dict': model.state_dict()}, tmp)
-        if deploy_config:
-            try:
-                load_strict(build_model(deploy_config, cfg_options), tmp,
-                            deploy_config)
-            except WeightsMismatchError as e:
-                raise ValueError(
-                    f'The folded weights do not load strictly into '
-                    f'{deploy_config} ({e.problems}), so {out} is not '
-                    f'written; give the deploy form of {config} as '
-                    f'--deploy-config.') from e
-        os.replace(tmp, out)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    def check(tmp: str) -> None:
+        if not deploy_config:
+            return
+        try:
+            load_strict(build_model(deploy_config, cfg_options), tmp,
+                        deploy_config)
+        except WeightsMismatchError as e:
+            raise ValueError(
+                f'The folded weights do not load strictly into '
+                f'{deploy_config} ({e.problems}), so {out} is not '
+                f'written; give the deploy form of {config} as '
+                f'--deploy-config.') from e
+
+    save_atomically({'meta': meta, 'state_dict': model.state_dict()}, out,
+                    check)
     print(f'Saved the deploy checkpoint to {out}')
     if deploy_config:
         print(f'{deploy_config} loads it strictly')

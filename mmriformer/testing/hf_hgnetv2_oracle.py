@@ -106,6 +106,16 @@ def redraw_(model, calibration: torch.Tensor, seed: int) -> None:
             else:
                 new = torch.randn(param.shape, generator=gen) * 0.1
             param.copy_(new)
+    calibrate_norms_(model, norms, calibration, gen)
+
+
+def calibrate_norms_(model, norms: list, calibration: torch.Tensor,
+                     gen: torch.Generator) -> None:
+    """Give ``norms`` (BatchNorms of ``model``) the statistics of
+    ``model(calibration)`` in training mode, then perturb them: means moved
+    by N(0, 0.1) standard deviations, variances scaled by [0.5, 1.5]. The
+    model is left in eval mode."""
+    with torch.no_grad():
         # momentum 1: the running statistics become this batch's.
         for norm in norms:
             norm.momentum = 1.0

@@ -155,18 +155,65 @@ def has_stage1_projection(model) -> bool:
     return hasattr(getattr(block, 'shortcut', None), 'convolution')
 
 
-def make_image(seed: int = 0) -> torch.Tensor:
-    """A smooth random 640x640 RGB image, uint8 HWC: coloured blobs (a
-    bilinear upsampling of random 10x10 colours) plus mild noise."""
+def make_image(seed: int = 0,
+               size: int = IMAGE_SIZE,
+               cells: int = 10) -> torch.Tensor:
+    """A smooth random square RGB image, uint8 HWC: coloured blobs (a
+    bilinear upsampling of random ``cells`` x ``cells`` colours) plus mild
+    noise.
+
+    Args:
+        seed (int): Of the colours and the noise. Defaults to 0.
+        size (int): Side in pixels. Defaults to 640.
+        cells (int): Colours per side. Defaults to 10.
+    """
     gen = torch.Generator().manual_seed(seed)
-    low = torch.rand(1, 3, 10, 10, generator=gen)
+    low = torch.rand(1, 3, cells, cells, generator=gen)
     image = torch.nn.functional.interpolate(low,
-                                            size=(IMAGE_SIZE, IMAGE_SIZE),
+                                            size=(size, size),
                                             mode='bilinear',
                                             align_corners=False)[0]
     image = image + 0.05 * torch.randn(image.shape, generator=gen)
     image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
     return image.permute(1, 2, 0).contiguous()
+
+
+def save_detections(outputs, size: int, path: str) -> int:
+    """Save HF's own post-processing of a model's outputs on one square
+    image: all ``num_queries`` top detections (``scores``, ``labels``,
+    ``boxes`` in pixels) with the raw ``logits`` and ``pred_boxes``.
+
+    Args:
+        outputs: The model's outputs (batch of one).
+        size (int): The image's side in pixels.
+        path (str): Where to save them.
+
+    Returns:
+        int: The number of detections.
+    """
+    from transformers.models.rt_detr.image_processing_pil_rt_detr import \
+        RTDetrImageProcessorPil
+
+    # threshold -1 keeps all num_queries detections (scores > -1).
+    result = RTDetrImageProcessorPil().post_process_object_detection(
+        outputs, threshold=-1.0, target_sizes=[(size, size)])[0]
+    torch.save(
+        dict(scores=result['scores'],
+             labels=result['labels'],
+             boxes=result['boxes'],
+             logits=outputs.logits[0],
+             pred_boxes=outputs.pred_boxes[0]), path)
+    return len(result['scores'])
+
+
+def write_report(out_dir: str, report: dict) -> None:
+    """Write ``report`` with the versions of torch and transformers to
+    ``<out_dir>/report.json``."""
+    import transformers
+    report['versions'] = dict(torch=torch.__version__,
+                              transformers=transformers.__version__)
+    with open(os.path.join(out_dir, 'report.json'), 'w') as f:
+        json.dump(report, f)
 
 
 def layer_name(prefix: str, rest: list, norms: dict) -> tuple:
@@ -191,6 +238,29 @@ def layer_name(prefix: str, rest: list, norms: dict) -> tuple:
     if rest[1] == 'o_proj':
         return prefix + 'self_attn.out_proj.' + rest[-1], None
     return prefix + 'self_attn.in_proj_' + rest[-1], rest[1][0]
+
+
+def store(out: dict, qkv: dict, key: str, new, letter, value) -> None:
+    """Put an HF tensor under its official name ``new`` in ``out``; one of
+    HF's separate q, k, v projections (``letter``) goes to ``qkv`` for
+    :func:`stack_qkv_`.
+
+    Raises:
+        KeyError: ``new`` is None: the HF key has no official name.
+    """
+    if new is None:
+        raise KeyError(f'no official name for {key}')
+    if letter:
+        qkv.setdefault(new, {})[letter] = value
+    else:
+        out[new] = value.clone()
+
+
+def stack_qkv_(out: dict, qkv: dict) -> None:
+    """Stack the q, k and v projections that :func:`store` set aside, as
+    ``nn.MultiheadAttention``'s ``in_proj``, into ``out``."""
+    for name, parts in qkv.items():
+        out[name] = torch.cat([parts['q'], parts['k'], parts['v']])
 
 
 def official_state(hf_state: dict, version: str) -> dict:
@@ -258,14 +328,8 @@ def official_state(hf_state: dict, version: str) -> dict:
         elif k.startswith(('enc_score_head.', 'enc_bbox_head.',
                            'denoising_class_embed.')):
             new = 'decoder.' + k
-        if new is None:
-            raise KeyError(f'no official name for {key}')
-        if letter:
-            qkv.setdefault(new, {})[letter] = value
-        else:
-            out[new] = value.clone()
-    for name, parts in qkv.items():
-        out[name] = torch.cat([parts['q'], parts['k'], parts['v']])
+        store(out, qkv, key, new, letter, value)
+    stack_qkv_(out, qkv)
     if version == 'v2':
         # v2's extra buffers: uniform point scales and fixed-size anchors.
         layers = {
@@ -281,14 +345,11 @@ def official_state(hf_state: dict, version: str) -> dict:
 
 
 def main(out_dir: str, variants) -> None:
-    from transformers.models.rt_detr.image_processing_pil_rt_detr import \
-        RTDetrImageProcessorPil
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     os.makedirs(out_dir, exist_ok=True)
     image = make_image()
     torch.save(image, os.path.join(out_dir, 'image.pt'))
     pixels = image.permute(2, 0, 1)[None].float() / 255
-    processor = RTDetrImageProcessorPil()
     report = {}
     for seed, variant in enumerate(variants):
         model = build_model(variant)
@@ -304,27 +365,12 @@ def main(out_dir: str, variants) -> None:
             }}, os.path.join(out_dir, f'{variant}_official_v2.pth'))
         with torch.no_grad():
             outputs = model(pixel_values=pixels)
-        # threshold -1 keeps all num_queries detections (scores > -1).
-        result = processor.post_process_object_detection(outputs,
-                                                         threshold=-1.0,
-                                                         target_sizes=[
-                                                             (IMAGE_SIZE,
-                                                              IMAGE_SIZE)
-                                                         ])[0]
-        torch.save(
-            dict(scores=result['scores'],
-                 labels=result['labels'],
-                 boxes=result['boxes'],
-                 logits=outputs.logits[0],
-                 pred_boxes=outputs.pred_boxes[0]),
-            os.path.join(out_dir, f'{variant}_detections.pt'))
-        report[variant] = dict(detections=len(result['scores']),
-                               stage1_projection=has_stage1_projection(model))
-    import transformers
-    report['versions'] = dict(torch=torch.__version__,
-                              transformers=transformers.__version__)
-    with open(os.path.join(out_dir, 'report.json'), 'w') as f:
-        json.dump(report, f)
+        report[variant] = dict(
+            detections=save_detections(
+                outputs, IMAGE_SIZE,
+                os.path.join(out_dir, f'{variant}_detections.pt')),
+            stage1_projection=has_stage1_projection(model))
+    write_report(out_dir, report)
 
 
 if __name__ == '__main__':

@@ -43,6 +43,7 @@ ORACLE_REQUIREMENTS = (
 CACHE_VARIABLE = 'MMRIFORMER_ORACLE_CACHE'
 HF_RTDETR_SCRIPT = osp.join(osp.dirname(__file__), 'hf_rtdetr_oracle.py')
 HF_HGNETV2_SCRIPT = osp.join(osp.dirname(__file__), 'hf_hgnetv2_oracle.py')
+HF_DFINE_SCRIPT = osp.join(osp.dirname(__file__), 'hf_dfine_oracle.py')
 _COMPLETE = '.complete'
 
 
@@ -201,6 +202,27 @@ def run_oracle_script(script: str, inputs: Dict[str, Any],
     return torch.load(out_path)
 
 
+def run_folder_oracle(script: str, out_dir: str,
+                      requests: Sequence[str]) -> str:
+    """Run a script of the form ``script OUT_DIR REQUEST ...``.
+
+    Args:
+        script (str): Path of the script.
+        out_dir (str): Folder for the exchanged files, also the working
+            folder.
+        requests (Sequence[str]): What to build, in the script's words.
+
+    Returns:
+        str: ``out_dir``.
+
+    Raises:
+        OracleUnavailable: As :func:`run_in_oracle`.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    run_in_oracle(script, [out_dir, *requests], cwd=out_dir)
+    return out_dir
+
+
 def run_hf_rtdetr_oracle(out_dir: str, variants: Sequence[str]) -> str:
     """Build, save and run HF RT-DETRs of the given layouts in the oracle.
 
@@ -214,9 +236,7 @@ def run_hf_rtdetr_oracle(out_dir: str, variants: Sequence[str]) -> str:
     Returns:
         str: ``out_dir``.
     """
-    os.makedirs(out_dir, exist_ok=True)
-    run_in_oracle(HF_RTDETR_SCRIPT, [out_dir, *variants], cwd=out_dir)
-    return out_dir
+    return run_folder_oracle(HF_RTDETR_SCRIPT, out_dir, variants)
 
 
 def run_hf_hgnetv2_oracle(out_dir: str, requests: Sequence[str]) -> str:
@@ -233,6 +253,21 @@ def run_hf_hgnetv2_oracle(out_dir: str, requests: Sequence[str]) -> str:
     Returns:
         str: ``out_dir``.
     """
-    os.makedirs(out_dir, exist_ok=True)
-    run_in_oracle(HF_HGNETV2_SCRIPT, [out_dir, *requests], cwd=out_dir)
-    return out_dir
+    return run_folder_oracle(HF_HGNETV2_SCRIPT, out_dir, requests)
+
+
+def run_hf_dfine_oracle(out_dir: str, sizes: Sequence[str]) -> str:
+    """Build, save and run whole HF D-FINEs of the given sizes in the
+    oracle.
+
+    See :mod:`mmriformer.testing.hf_dfine_oracle` for what lands in
+    ``out_dir``.
+
+    Args:
+        out_dir (str): Folder for the exchanged files.
+        sizes (Sequence[str]): Official sizes, e.g. ``['n', 's']``.
+
+    Returns:
+        str: ``out_dir``.
+    """
+    return run_folder_oracle(HF_DFINE_SCRIPT, out_dir, sizes)

@@ -29,7 +29,7 @@ import pickle
 import re
 import zipfile
 from types import FunctionType
-from typing import Callable, List, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -293,3 +293,30 @@ def load_from_http(filename: str, map_location=None):
         if rank > 0:
             checkpoint = load()
     return checkpoint
+
+
+def save_atomically(ckpt: dict,
+                    out: str,
+                    check: Optional[Callable[[str], None]] = None) -> None:
+    """``torch.save`` ``ckpt`` to ``out`` only once it is complete.
+
+    The file is written next to ``out`` and moved over it after ``check``
+    (if given) has accepted it, so a failure leaves no partial file and no
+    earlier file is lost.
+
+    Args:
+        ckpt (dict): What to save.
+        out (str): The destination.
+        check (Callable[[str], None], optional): Called with the written
+            temporary file; raises to refuse it.
+    """
+    folder = osp.dirname(osp.abspath(out))
+    tmp = osp.join(folder, f'.{osp.basename(out)}.tmp{os.getpid()}')
+    try:
+        torch.save(ckpt, tmp)
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, out)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)

@@ -18,7 +18,8 @@ from mmengine.runner import CheckpointLoader, load_checkpoint
 from mmriformer.models import RIFormer
 from mmriformer.utils.checkpoint import (TRUSTED_VARIABLE,
                                          CheckpointFileError,
-                                         UnsafeCheckpointError)
+                                         UnsafeCheckpointError,
+                                         save_atomically)
 
 TINY_ARCH = dict(layers=[1, 1, 1, 1], embed_dims=[8, 16, 24, 32])
 
@@ -187,3 +188,19 @@ def test_files_that_are_not_checkpoints(tiny, tmp_path):
         with pytest.raises(CheckpointFileError, match=message):
             load_checkpoint(model, str(path), map_location='cpu')
         assert before is None or digest(path) == before, name
+
+
+def test_save_atomically_keeps_the_old_file_when_refused(tmp_path):
+    out = tmp_path / 'out.pth'
+    save_atomically({'a': torch.ones(1)}, str(out))
+    assert torch.equal(torch.load(out)['a'], torch.ones(1))
+
+    def refuse(tmp):
+        assert torch.equal(torch.load(tmp)['a'], torch.zeros(1))
+        raise ValueError('refused')
+
+    with pytest.raises(ValueError, match='refused'):
+        save_atomically({'a': torch.zeros(1)}, str(out), refuse)
+    # The earlier file is intact and no temporary file is left.
+    assert torch.equal(torch.load(out)['a'], torch.ones(1))
+    assert os.listdir(tmp_path) == ['out.pth']

@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Convert official RT-DETR weights to an mmdet checkpoint of our RT-DETR.
+"""Convert official RT-DETR, D-FINE and DEIM-D-FINE weights to an mmdet
+checkpoint of our model.
 
 Example::
 
@@ -17,6 +18,19 @@ result is checked by a strict load into that config's model before it is
 written: ``{'meta': {'dataset_meta': {'classes': ...}, 'converted_from':
 ...}, 'state_dict': ...}``.
 
+SRC may be a D-FINE as well: an HF ``DFineForObjectDetection`` folder
+(``ustc-community/dfine-*``) or a Peterande/D-FINE or
+Intellindust-AI-Lab/DEIM ``.pth`` (DEIM-D-FINE, the same layout). The
+config is then ``configs/dfine/dfine_hgnetv2_{n,s,m,l,x}_coco.py`` of the
+source's size, read from its HGNetV2 arch, encoder width and decoder
+layers; DEIM's weights go there too unless ``--config`` names a
+``configs/deim/deim_hgnetv2_*`` config (the same model, DEIM's recipe)::
+
+    python tools/model_converters/rtdetr_official.py \\
+        dfine-small-coco/ dfine_hgnetv2_s_coco.pth
+    python tools/model_converters/rtdetr_official.py \\
+        dfine_s_coco.pth dfine_hgnetv2_s_coco.pth
+
 SRC may also be one of the official ImageNet backbone files
 (``ResNet{18,34}_vd_pretrained_from_paddle.pth``,
 ``ResNet50_vd_ssld_v2_pretrained_from_paddle.pth``,
@@ -28,7 +42,8 @@ checkpoint=OUT, prefix='backbone.')``::
     python tools/model_converters/rtdetr_official.py \\
         ResNet18_vd_pretrained_from_paddle.pth checkpoints/r18vd_in1k.pth
 
-The mapping is in :mod:`mmriformer.converters.rtdetr`.
+The mappings are in :mod:`mmriformer.converters.rtdetr` and
+:mod:`mmriformer.converters.dfine`.
 """
 import argparse
 import pickle
@@ -40,17 +55,20 @@ from mmriformer.utils.cli_checks import check_output_file
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description='Convert HF transformers or lyuwenyu/RT-DETR weights '
-        'into a checkpoint of our RT-DETR.')
+        description='Convert HF transformers, lyuwenyu/RT-DETR, '
+        'Peterande/D-FINE or DEIM weights into a checkpoint of our model.')
     parser.add_argument('src',
-                        help='HF save_pretrained folder, official '
-                        'RT-DETR .pth or official ImageNet PResNet .pth')
+                        help='HF save_pretrained folder (RT-DETR or '
+                        'D-FINE), official RT-DETR, D-FINE or DEIM .pth, or '
+                        'official ImageNet PResNet .pth')
     parser.add_argument('out', help='output checkpoint (.pth)')
     parser.add_argument('--force', action='store_true',
                         help='replace OUT if it exists')
     parser.add_argument('--config',
                         help='config of the target model (default: the '
-                        'baseline configs/rtdetr_r*vd.py of the source depth)')
+                        'baseline configs/rtdetr_r*vd.py of the source depth, '
+                        'or configs/dfine/dfine_hgnetv2_*_coco.py of the '
+                        'D-FINE size)')
     return parser.parse_args()
 
 

@@ -11,6 +11,9 @@ differs from ours in names only:
   ``final_layer_norm`` are ``norm1``, ``cross_attn``, ``linear{1,2}`` and
   ``norm3`` (D-FINE's own names); ``gateway``, ``query_pos_head``,
   ``pre_bbox_head``, ``lqe_layers``, ``up`` and ``reg_scale`` are the same;
+- ``save_pretrained`` writes the hub's older names (as
+  ``ustc-community/dfine-*`` has them), ``self_attn.out_proj`` and
+  ``fc{1,2}``, which are understood too;
 - ``encoder_attn.num_points_scale`` (``1 / n`` for each of a level's ``n``
   points) follows from the points per level, which our attention holds as
   ``num_points``: it is checked to be such a table and dropped.
@@ -18,7 +21,7 @@ differs from ours in names only:
 ``class_embed`` and ``bbox_embed``, which HF also attaches to its decoder,
 belong to the detection head and are not mapped here.
 """
-from ..rtdetr.renaming import DERIVED, QKV, apply_rules, finish
+from ..rtdetr.renaming import DERIVED, QKV, Renamed, apply_rules, finish
 from ..rtdetr.sources import StateDict
 
 # Where DFineForObjectDetection keeps its decoder.
@@ -27,7 +30,7 @@ _LAYER = r'layers\.(\d+)\.'
 _RULES = [
     (_LAYER + r'self_attn\.([qkv])_proj\.(weight|bias)',
      lambda m: f'{QKV}{m[2]}:layers.{m[1]}.self_attn.in_proj_{m[3]}'),
-    (_LAYER + r'self_attn\.o_proj\.(weight|bias)',
+    (_LAYER + r'self_attn\.(?:o_proj|out_proj)\.(weight|bias)',
      r'layers.\1.self_attn.out_proj.\2'),
     (_LAYER + r'self_attn_layer_norm\.(weight|bias)', r'layers.\1.norm1.\2'),
     (_LAYER + r'encoder_attn\.((?:sampling_offsets|attention_weights)\.'
@@ -36,6 +39,7 @@ _RULES = [
     (_LAYER + r'gateway\.(?:gate|norm)\.(?:weight|bias)', r'\g<0>'),
     (_LAYER + r'mlp\.layers\.([01])\.(weight|bias)',
      lambda m: f'layers.{m[1]}.linear{int(m[2]) + 1}.{m[3]}'),
+    (_LAYER + r'fc([12])\.(weight|bias)', r'layers.\1.linear\2.\3'),
     (_LAYER + r'final_layer_norm\.(weight|bias)', r'layers.\1.norm3.\2'),
     (r'(?:query_pos_head|pre_bbox_head|lqe_layers\.\d+\.reg_conf)\.layers\.'
      r'\d+\.(?:weight|bias)', r'\g<0>'),
@@ -79,7 +83,22 @@ def hf_dfine_decoder_to_ours(state: StateDict) -> StateDict:
         ValueError: A ``num_points_scale`` is not a table of ``1 / n``.
     """
     renamed = apply_rules(state, _RULES, 'HF D-FINE decoder')
-    for new in [key for key in renamed if key.startswith(DERIVED)]:
-        old, value = renamed.pop(new)
-        check_points_scale(old, value.flatten().tolist())
+    drop_points_scales(renamed)
     return finish(renamed, None)
+
+
+def drop_points_scales(renamed: Renamed) -> None:
+    """Check and drop the ``num_points_scale`` placeholders of
+    :func:`~..rtdetr.renaming.apply_rules`, in place.
+
+    Unlike RT-DETRv2's, D-FINE's levels may have different numbers of
+    points (S: 3, 6, 3), which our attention holds as ``num_points``.
+
+    Raises:
+        ValueError: From :func:`check_points_scale`.
+    """
+    for new in [key for key in renamed if key.startswith(DERIVED)]:
+        old, value = renamed[new]
+        if old.endswith('num_points_scale'):
+            del renamed[new]
+            check_points_scale(old, value.flatten().tolist())

@@ -11,7 +11,10 @@ without the ``model.`` prefix they differ from ours in names only:
   projections merge into ``nn.MultiheadAttention``'s ``in_proj``
   (stacked as q, k, v), ``o_proj`` is its ``out_proj``, and
   ``self_attn_layer_norm``, ``mlp.layers.{0,1}`` and ``final_layer_norm``
-  are ``norm1``, ``linear{1,2}`` and ``norm2``;
+  are ``norm1``, ``linear{1,2}`` and ``norm2``. ``save_pretrained``
+  writes the hub's older names (as ``ustc-community/dfine-*`` has them):
+  ``encoder.encoder.i.layers.j``, ``self_attn.out_proj`` and
+  ``fc{1,2}``, which are understood too;
 - in the fusion blocks (``RepNCSPELAN4``), ``conv1``, ``csp_rep1``,
   ``conv2``, ``csp_rep2``, ``conv3`` and ``conv4`` are D-FINE's ``cv1``,
   ``cv2.0``, ``cv2.1``, ``cv3.0``, ``cv3.1`` and ``cv4``;
@@ -22,12 +25,15 @@ without the ``model.`` prefix they differ from ours in names only:
 from ..rtdetr.renaming import QKV, apply_rules, finish
 from ..rtdetr.sources import StateDict
 
-_AIFI = r'encoder\.aifi\.(\d+)\.layers\.(\d+)\.'
+_AIFI = r'encoder\.(?:aifi|encoder)\.(\d+)\.layers\.(\d+)\.'
 _AIFI_PARTS = {
     'self_attn.o_proj': 'self_attn.out_proj',
+    'self_attn.out_proj': 'self_attn.out_proj',
     'self_attn_layer_norm': 'norm1',
     'mlp.layers.0': 'linear1',
     'mlp.layers.1': 'linear2',
+    'fc1': 'linear1',
+    'fc2': 'linear2',
     'final_layer_norm': 'norm2',
 }
 _ELAN_PARTS = {

@@ -1,6 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Why converted weights do not fit a config, in words."""
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .sources import StateDict
 from .variants import describe_variant, variant_name
@@ -8,13 +8,17 @@ from .variants import describe_variant, variant_name
 
 def check_fit(state: StateDict,
               target: StateDict,
-              config: str = 'the config') -> None:
+              config: str = 'the config',
+              summary: Optional[Callable[[StateDict], str]] = None) -> None:
     """Raise a ValueError that names every key that does not fit.
 
     Args:
         state (dict[str, Tensor]): Converted weights.
         target (dict[str, Tensor]): The model's own ``state_dict()``.
         config (str): The config's name, for the message.
+        summary (Callable, optional): Describes a state dict's variant in
+            words; by default as an RT-DETR (:func:`~.variants.
+            describe_variant`).
 
     Raises:
         ValueError: Keys are missing, unexpected, or of another shape. The
@@ -29,10 +33,14 @@ def check_fit(state: StateDict,
     if not (missing or unexpected or shapes):
         return
     lines = []
-    source, model = describe_variant(state), describe_variant(target)
+    if summary is None:
+
+        def summary(weights):
+            return variant_name(describe_variant(weights))
+
+    source, model = summary(state), summary(target)
     if source != model:
-        lines.append(f'The weights are {variant_name(source)}; {config} '
-                     f'builds {variant_name(model)}.')
+        lines.append(f'The weights are {source}; {config} builds {model}.')
     if ('backbone.layer1.0.downsample.0.weight' in state and not any(
             k.startswith('backbone.layer1.0.downsample.') for k in target)):
         lines.append(

@@ -1,11 +1,10 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Official or HF RT-DETR weights to a checkpoint of our RT-DETR."""
-import os
+"""Official or HF RT-DETR and D-FINE weights to a checkpoint of our
+model."""
 import os.path as osp
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
-import torch
-
+from ...utils.checkpoint import save_atomically
 from .backbone_keys import OFFICIAL, backbone_layout, official_backbone_to_ours
 from .checks import check_fit, check_hf_config, hf_class_names
 from .hf_keys import hf_to_ours
@@ -15,24 +14,51 @@ from .variants import (BACKBONE_CONFIGS, describe_variant, pick_config,
                        repo_configs_dir, variant_name)
 
 
+DFINE_LAYOUTS = ('hf_dfine', 'official_dfine')
+
+
 def convert_state(state: StateDict) -> Tuple[StateDict, str]:
     """Convert a state dict of any known layout to ours.
 
     Returns:
-        tuple: Our state dict and the layout it came from (``'hf'``,
-        ``'official'`` or ``'ours'``).
+        tuple: Our state dict and the layout it came from (see
+        :func:`~.sources.detect_layout`).
     """
+    # Imported here: mmriformer.converters.dfine builds on this package.
+    from ..dfine import hf_dfine_to_ours, official_dfine_to_ours
+    converters = dict(hf=hf_to_ours,
+                      official=official_to_ours,
+                      hf_dfine=hf_dfine_to_ours,
+                      official_dfine=official_dfine_to_ours)
     layout = detect_layout(state)
-    if layout == 'hf':
-        return hf_to_ours(state), layout
-    if layout == 'official':
-        return official_to_ours(state), layout
-    return dict(state), layout
+    if layout == 'ours':
+        return dict(state), layout
+    return converters[layout](state), layout
+
+
+def variant_rules(layout: str) -> Tuple[Callable, Callable, Callable,
+                                        Callable]:
+    """How to describe, name, pick the config of, and check the HF config
+    of a layout's family (RT-DETR or D-FINE).
+
+    Args:
+        layout (str): From :func:`~.sources.detect_layout`.
+
+    Returns:
+        tuple: ``(describe, name, pick_config, check_hf_config)``.
+    """
+    from ..dfine import (check_hf_dfine_config, describe_dfine_variant,
+                         dfine_variant_name, pick_dfine_config)
+    if layout in DFINE_LAYOUTS:
+        return (describe_dfine_variant, dfine_variant_name, pick_dfine_config,
+                check_hf_dfine_config)
+    return describe_variant, variant_name, pick_config, check_hf_config
 
 
 def convert_checkpoint(src: str, out: str,
                        config: Optional[str] = None) -> str:
-    """Convert ``src`` into the mmdet checkpoint ``out``.
+    """Convert ``src`` (RT-DETR, D-FINE or DEIM-D-FINE) into the mmdet
+    checkpoint ``out``.
 
     The result is loaded strictly into the config's model before it is
     written, and written in full before it replaces ``out``:
@@ -47,7 +73,10 @@ def convert_checkpoint(src: str, out: str,
             :func:`~.sources.load_source`).
         out (str): Output ``.pth``.
         config (str, optional): Config of the target model; by default the
-            baseline of the source's ResNet-vd depth.
+            baseline of the source's ResNet-vd depth (RT-DETR) or
+            ``configs/dfine/dfine_hgnetv2_{n,s,m,l,x}_coco.py`` of its size
+            (D-FINE; DEIM-D-FINE too, whose weights are D-FINE's: give a
+            ``configs/deim/`` config to train on with DEIM's recipe).
 
     Returns:
         str: The config used.
@@ -70,14 +99,17 @@ def convert_checkpoint(src: str, out: str,
     if layout == 'ours':
         raise ValueError(f'{src} already holds our layout; nothing to '
                          f'convert.')
-    variant = describe_variant(state)
+    describe, name, pick, check_hf = variant_rules(layout)
+    variant = describe(state)
     if config is None:
-        config = pick_config(variant, repo_configs_dir())
+        config = pick(variant, repo_configs_dir())
     cfg = load_config(config)
-    if hf_config is not None:
-        check_hf_config(hf_config, cfg.model)
     model = build_model(cfg)
-    check_fit(state, model.state_dict(), osp.basename(config))
+    # Shapes first: a config of another size is the likelier mistake.
+    check_fit(state, model.state_dict(), osp.basename(config),
+              lambda weights: name(describe(weights)))
+    if hf_config is not None:
+        check_hf(hf_config, cfg.model)
     load_strict(model, src, config, dict(state_dict=state))
 
     classes = list(CocoDataset.METAINFO['classes'])
@@ -89,13 +121,11 @@ def convert_checkpoint(src: str, out: str,
                           converted_from=dict(source=osp.abspath(src),
                                               layout=layout,
                                               weights=where,
-                                              variant=variant_name(variant),
+                                              variant=name(variant),
                                               config=osp.abspath(config))),
                 state_dict={k: v.contiguous()
                             for k, v in state.items()})
-    tmp = out + '.tmp'
-    torch.save(ckpt, tmp)
-    os.replace(tmp, out)
+    save_atomically(ckpt, out)
     return config
 
 
@@ -161,7 +191,5 @@ def convert_backbone(state: StateDict, src: str, out: str,
                                               depth=variant['depth'],
                                               config=osp.abspath(config))),
                 state_dict=weights)
-    tmp = out + '.tmp'
-    torch.save(ckpt, tmp)
-    os.replace(tmp, out)
+    save_atomically(ckpt, out)
     return config

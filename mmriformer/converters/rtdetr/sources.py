@@ -145,22 +145,35 @@ def load_source(path: str) -> Tuple[StateDict, Optional[dict], str]:
 
 
 def detect_layout(state: StateDict) -> str:
-    """``'hf'``, ``'official'`` or ``'ours'``, from the key names.
+    """The layout of a state dict, from the key names: RT-DETR's ``'hf'``
+    or ``'official'``, D-FINE's (and DEIM-D-FINE's) ``'hf_dfine'`` or
+    ``'official_dfine'``, or ``'ours'`` (either detector).
 
     Raises:
-        UnknownLayoutError: No RT-DETR layout matches.
+        UnknownLayoutError: No known layout matches.
     """
     keys = list(state)
-    if any(k.startswith('model.backbone.model.') for k in keys):
+
+    def has(*prefixes):
+        return any(k.startswith(prefixes) for k in keys)
+
+    if has('model.backbone.model.embedder.stem1.'):
+        return 'hf_dfine'
+    if has('model.backbone.model.'):
         return 'hf'
-    if any(k.startswith('backbone.res_layers.') for k in keys) and any(
-            k.startswith('decoder.dec_score_head.') for k in keys):
+    if has('backbone.stem.stem1.', 'module.backbone.stem.stem1.') and has(
+            'decoder.dec_score_head.', 'module.decoder.dec_score_head.'):
+        return 'official_dfine'
+    if has('backbone.res_layers.') and has('decoder.dec_score_head.'):
         return 'official'
-    if any(k.startswith('backbone.layer1.') for k in keys) and any(
-            k.startswith('bbox_head.cls_branches.') for k in keys):
+    if has('backbone.layer1.', 'backbone.stem.stem1.') and has(
+            'bbox_head.cls_branches.'):
         return 'ours'
     raise UnknownLayoutError(
-        f'Unknown layout: the keys (e.g. {keys[:3]}) are neither HF '
+        f'Unknown layout: the keys (e.g. {keys[:3]}) are none of HF '
         f"transformers' RT-DETR with a ResNet-vd backbone "
-        f"('model.backbone.model.*') nor lyuwenyu/RT-DETR's PResNet "
-        f"('backbone.res_layers.*', 'decoder.dec_score_head.*').")
+        f"('model.backbone.model.*') or D-FINE "
+        f"('model.backbone.model.embedder.stem1.*'), lyuwenyu/RT-DETR's "
+        f"PResNet ('backbone.res_layers.*', 'decoder.dec_score_head.*') or "
+        f"Peterande/D-FINE's and DEIM's HGNetv2 ('backbone.stem.stem1.*', "
+        f"'decoder.dec_score_head.*').")
