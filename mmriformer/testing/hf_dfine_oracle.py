@@ -5,8 +5,8 @@ oracle venv.
 Run by :func:`mmriformer.testing.oracle.run_hf_dfine_oracle` with the
 oracle venv's Python, as a script: it imports only the standard library,
 torch, transformers and its sibling oracle scripts (the backbone's config
-and redraw, the decoder's redraw, the image and the post-processing). For each requested size (``n``, ``s``,
-``m``, ``l``, ``x``) it
+and redraw, the decoder's redraw, the image and the post-processing). For
+each requested size (``n``, ``s``, ``m``, ``l``, ``x``) it
 
 1. builds ``DFineForObjectDetection`` of that size's official layout
    (Peterande/D-FINE ``configs/dfine/dfine_hgnetv2_*_coco.yml``, 80
