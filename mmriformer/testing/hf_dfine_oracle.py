@@ -5,10 +5,11 @@ oracle venv.
 Run by :func:`mmriformer.testing.oracle.run_hf_dfine_oracle` with the
 oracle venv's Python, as a script: it imports only the standard library,
 torch, transformers and its sibling oracle scripts (the backbone's config
-and redraw, the decoder's redraw, the image and the post-processing). For each requested size (``n``, ``s``) it
+and redraw, the decoder's redraw, the image and the post-processing). For
+each requested size (``n``, ``s``, ``m``, ``l``, ``x``) it
 
 1. builds ``DFineForObjectDetection`` of that size's official layout
-   (Peterande/D-FINE ``configs/dfine/dfine_hgnetv2_{n,s}_coco.yml``, 80
+   (Peterande/D-FINE ``configs/dfine/dfine_hgnetv2_*_coco.yml``, 80
    classes; nothing is downloaded) and redraws every weight, variance
    preserving: the backbone as the HGNetV2 oracle does (its BatchNorm
    statistics measured on a calibration batch, then perturbed; loaded
@@ -25,7 +26,8 @@ and redraw, the decoder's redraw, the image and the post-processing). For each r
    here from the official module names independently of the converter
    under test, with the buffers the official model also saves (``up`` and
    ``reg_scale`` twice, ``num_points_scale``, the anchors of a 640 eval
-   size, and the counters of the backbone's trained norms);
+   size, and the counters of the backbone's norms where they are trained:
+   N, S and M; L and X freeze theirs);
 3. runs it in eval mode, in float64, on one fixed image
    (``<out>/image.pt``, 320x320 uint8 RGB, HWC), scaled to [0, 1] without
    normalisation as D-FINE takes it, and saves the top-300 detections of HF's own
@@ -43,7 +45,7 @@ import sys
 
 import torch
 from hf_dfine_decoder_oracle import redraw_ as redraw_linear_
-from hf_hgnetv2_oracle import backbone_config, calibrate_norms_
+from hf_hgnetv2_oracle import FROZEN_NORMS, backbone_config, calibrate_norms_
 from hf_hgnetv2_oracle import official_state as official_backbone
 from hf_hgnetv2_oracle import redraw_ as redraw_backbone_
 from hf_rtdetr_oracle import (make_image, save_detections, stack_qkv_, store,
@@ -51,10 +53,11 @@ from hf_rtdetr_oracle import (make_image, save_detections, stack_qkv_, store,
 
 IMAGE_SIZE = 320
 NUM_CLASSES = 80
-# The sizes' official layouts as DFineConfig fields (backbone B0 for both).
+# The sizes' official layouts: the HGNetV2 arch and DFineConfig fields.
 SIZES = {
     'n':
-    dict(out_features=['stage3', 'stage4'],
+    dict(arch='B0',
+         out_features=['stage3', 'stage4'],
          encoder_in_channels=[512, 1024],
          feat_strides=[16, 32],
          encoder_hidden_dim=128,
@@ -69,7 +72,8 @@ SIZES = {
          decoder_n_points=[6, 6],
          decoder_layers=3),
     's':
-    dict(out_features=['stage2', 'stage3', 'stage4'],
+    dict(arch='B0',
+         out_features=['stage2', 'stage3', 'stage4'],
          encoder_in_channels=[256, 512, 1024],
          feat_strides=[8, 16, 32],
          encoder_hidden_dim=256,
@@ -84,13 +88,49 @@ SIZES = {
          decoder_n_points=[3, 6, 3],
          decoder_layers=3),
 }
+# M, L and X: three levels of the last three stages, a 256-wide decoder
+# with points [3, 6, 3]; X's 384-wide encoder is projected to it.
+_WIDE = dict(out_features=['stage2', 'stage3', 'stage4'],
+             feat_strides=[8, 16, 32],
+             encode_proj_layers=[2],
+             hidden_expansion=1.0,
+             d_model=256,
+             decoder_ffn_dim=1024,
+             num_feature_levels=3,
+             decoder_n_points=[3, 6, 3])
+SIZES.update(
+    m=dict(_WIDE,
+           arch='B2',
+           encoder_in_channels=[384, 768, 1536],
+           encoder_hidden_dim=256,
+           encoder_ffn_dim=1024,
+           depth_mult=0.67,
+           decoder_in_channels=[256, 256, 256],
+           decoder_layers=4),
+    l=dict(_WIDE,
+           arch='B4',
+           encoder_in_channels=[512, 1024, 2048],
+           encoder_hidden_dim=256,
+           encoder_ffn_dim=1024,
+           depth_mult=1.0,
+           decoder_in_channels=[256, 256, 256],
+           decoder_layers=6),
+    x=dict(_WIDE,
+           arch='B5',
+           encoder_in_channels=[512, 1024, 2048],
+           encoder_hidden_dim=384,
+           encoder_ffn_dim=2048,
+           depth_mult=1.0,
+           decoder_in_channels=[384, 384, 384],
+           decoder_layers=6,
+           reg_scale=8.0))
 
 
 def build_model(size: str):
     """A randomly initialised HF D-FINE of one official layout."""
     from transformers import DFineConfig, DFineForObjectDetection
     spec = dict(SIZES[size])
-    backbone = backbone_config('B0')
+    backbone = backbone_config(spec.pop('arch'))
     backbone.out_features = spec.pop('out_features')
     config = DFineConfig(backbone_config=backbone,
                          eval_size=None,
@@ -139,7 +179,7 @@ def redraw_(model, calibration: torch.Tensor, seed: int) -> None:
     calibrate_norms_(model, norms, calibration, gen)
 
 
-def official_state(hf_state: dict, strides: list) -> dict:
+def official_state(hf_state: dict, arch: str, strides: list) -> dict:
     """The HF weights renamed to Peterande/D-FINE's ``DFINE`` layout.
 
     Written from the official module names (``HGNetv2``; ``HybridEncoder``
@@ -150,6 +190,7 @@ def official_state(hf_state: dict, strides: list) -> dict:
 
     Args:
         hf_state (dict): The HF state dict.
+        arch (str): The backbone's HGNetV2 arch.
         strides (list[int]): The feature strides, for the anchors.
     """
     elan = {
@@ -193,11 +234,11 @@ def official_state(hf_state: dict, strides: list) -> dict:
         {
             k[len(backbone_prefix):]: v
             for k, v in hf_state.items() if k.startswith(backbone_prefix)
-        }, 'B0')
-    # HF freezes the backbone's norms; D-FINE-N and S train theirs, which
-    # save counters.
+        }, arch)
+    # HF freezes the backbone's norms; D-FINE-N, S and M train theirs,
+    # which save counters.
     for key in list(out):
-        if key.endswith('.running_mean'):
+        if arch not in FROZEN_NORMS and key.endswith('.running_mean'):
             out[key[:-len('running_mean')] + 'num_batches_tracked'] = \
                 torch.tensor(1000)
     qkv = {}
@@ -209,6 +250,9 @@ def official_state(hf_state: dict, strides: list) -> dict:
         if key.startswith('model.encoder_input_proj.'):
             kind = {'0': 'conv', '1': 'norm'}[parts[3]]
             new = f'encoder.input_proj.{parts[2]}.{kind}.{parts[-1]}'
+        elif key.startswith('model.decoder_input_proj.'):
+            kind = {'0': 'conv', '1': 'norm'}[parts[3]]
+            new = f'decoder.input_proj.{parts[2]}.{kind}.{parts[-1]}'
         elif key.startswith('model.encoder.aifi.'):
             new, letter = layer_name(
                 f'encoder.encoder.{parts[3]}.layers.{parts[5]}.',
@@ -268,7 +312,8 @@ def main(out_dir: str, sizes) -> None:
         redraw_(model, calibration, seed=300 + seed)
         model.save_pretrained(os.path.join(out_dir, size))
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        official = official_state(state, model.config.feat_strides)
+        official = official_state(state, SIZES[size]['arch'],
+                                  model.config.feat_strides)
         torch.save({'ema': {
             'module': official,
             'updates': 0

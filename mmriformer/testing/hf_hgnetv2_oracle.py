@@ -21,7 +21,7 @@ torch and transformers. For each requested arch it
    them (``<out>/<arch>_official.pth``, ``{'model': {'backbone.*': ...}}``),
    renamed here from Peterande/D-FINE's module names independently of the
    converter under test; without ``num_batches_tracked`` for the archs
-   whose D-FINE detectors freeze their norms (D-FINE-L's B4);
+   whose D-FINE detectors freeze their norms (D-FINE-L's B4, X's B5);
 4. with ``:dfine``, builds ``DFineForObjectDetection`` around the same
    backbone (its norms frozen, as HF's D-FINE has them), loads the weights,
    saves it (``<out>/<arch>_dfine/``) and its backbone's features
@@ -45,7 +45,7 @@ import torch
 # D-FINE's archs (Peterande/D-FINE, HGNetv2.arch_configs) as HF's config
 # fields: stem (in, mid, out) and per stage (in, mid, out, blocks,
 # downsample, light, kernel, layers), and whether D-FINE uses the learnt
-# affines with it (N, S, M: yes; L, X: no).
+# affines with it (N, S, M: yes; L, X: no). B2 is D-FINE-M's, B5 X's.
 ARCHS = {
     'B0':
     dict(stem=[3, 16, 16],
@@ -54,6 +54,13 @@ ARCHS = {
                  [256, 64, 512, 2, True, True, 5, 3],
                  [512, 128, 1024, 1, True, True, 5, 3]],
          use_lab=True),
+    'B2':
+    dict(stem=[3, 24, 32],
+         stages=[[32, 32, 96, 1, False, False, 3, 4],
+                 [96, 64, 384, 1, True, False, 3, 4],
+                 [384, 128, 768, 3, True, True, 5, 4],
+                 [768, 256, 1536, 1, True, True, 5, 4]],
+         use_lab=True),
     'B4':
     dict(stem=[3, 32, 48],
          stages=[[48, 48, 128, 1, False, False, 3, 6],
@@ -61,10 +68,17 @@ ARCHS = {
                  [512, 192, 1024, 3, True, True, 5, 6],
                  [1024, 384, 2048, 1, True, True, 5, 6]],
          use_lab=False),
+    'B5':
+    dict(stem=[3, 32, 64],
+         stages=[[64, 64, 128, 1, False, False, 3, 6],
+                 [128, 128, 512, 2, True, False, 3, 6],
+                 [512, 256, 1024, 5, True, True, 5, 6],
+                 [1024, 512, 2048, 2, True, True, 5, 6]],
+         use_lab=False),
 }
-# D-FINE-L (B4; X's B5 likewise) replaces its norms by frozen ones, which
-# save no counters.
-FROZEN_NORMS = ('B4', )
+# D-FINE-L and X (B4, B5) replace their norms by frozen ones, which save no
+# counters.
+FROZEN_NORMS = ('B4', 'B5')
 INPUT_SHAPE = (2, 3, 161, 129)
 
 
