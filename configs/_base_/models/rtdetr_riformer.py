@@ -1,4 +1,9 @@
 # RT-DETR with a RIFormer backbone (strides 8/16/32 from out_indices 2, 4, 6).
+# No bases, but `_base_` comes first: mmengine reads a config that imports
+# before any `_base_` as a lazy-import (pure Python) config.
+_base_ = []
+from mmriformer.utils.riformer_backbone import riformer_backbone  # noqa: E402
+
 custom_imports = dict(imports=['mmriformer'], allow_failed_imports=False)
 
 num_classes = 80
@@ -19,16 +24,8 @@ model = dict(
         # RT-DETR's multi-scale training: one of 13 sizes (640 three times)
         # per batch, nearest resizing.
         batch_augments=[dict(type='BatchRandomChoiceResize')]),
-    backbone=dict(
-        type='RIFormer',
-        arch='s24',
-        out_indices=(2, 4, 6),
-        drop_path_rate=0.1,
-        frozen_stages=-1,
-        init_cfg=dict(type='Pretrained', prefix='backbone.',
-                      checkpoint='https://download.openmmlab.com/'
-                      'mmclassification/v1/riformer/'
-                      'riformer-s24_32xb128_in1k_20230406-fdab072a.pth')),
+    # RIFormer-S24 from mmpretrain's ImageNet weights; the sizes set theirs.
+    backbone=riformer_backbone('s24'),
     neck=dict(
         type='HybridEncoder',
         in_channels=[128, 320, 512],
