@@ -165,7 +165,9 @@ def deim_changes(base: dict,
     (``configs/base/rt_deim.yml``, ``configs/deim_rtdetrv2/*.yml``;
     ``configs/base/deim.yml``, ``configs/deim_dfine/*.yml``):
 
-    - MAL as the classification loss (:data:`MAL`);
+    - MAL as the classification loss (:data:`MAL`), and the box losses on
+      the union of the outputs' matchings (``use_uni_set``; D-FINE's head
+      always has it);
     - DEIM's decoder: SiLU (:data:`SILU`) in the layers' FFNs, the query
       position MLP and the box branches; for RT-DETRv2 a query position
       MLP of 3 layers (``query_pos_method='as_reg'``), for D-FINE SiLU in
@@ -267,7 +269,9 @@ def deim_changes(base: dict,
         augments += [dict(r, stop_epoch=stop_epoch) for r in resizes]
     model['data_preprocessor'] = dict(batch_augments=augments)
     model['bbox_head'] = dict(
-        loss_cls=dict(MAL, _delete_=True), reg_act_cfg=SILU)
+        loss_cls=dict(MAL, _delete_=True),
+        reg_act_cfg=SILU,
+        box_matching='union')
     if base.model.backbone.type in ('PResNet', 'HGNetV2'):
         model['backbone'] = dict(
             frozen_stages=-1,

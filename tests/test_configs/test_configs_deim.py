@@ -129,6 +129,8 @@ def test_deim_recipe(config):
         gamma=1.5, loss_weight=1.0)
     assert model.bbox_head.loss_bbox.loss_weight == 5
     assert model.bbox_head.loss_iou.loss_weight == 2
+    # DEIMCriterion's use_uni_set, True by default and in no config.
+    assert model.bbox_head.box_matching == 'union'
     costs = {c.type: c for c in model.train_cfg.assigner.match_costs}
     assert [c.weight for c in costs.values()] == [2, 5, 2]
     assert costs['FocalLossCost'].get('alpha', 0.25) == 0.25

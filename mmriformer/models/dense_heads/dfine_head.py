@@ -2,13 +2,10 @@
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_overlaps,
-                                   bbox_xyxy_to_cxcywh)
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmdet.utils import InstanceList, reduce_mean
-from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..utils import (at_least_float32, box_to_distance, distance_to_bins,
@@ -52,6 +49,7 @@ class DFineHead(RTDETRHead):
         loss_fgl (dict): FGL config. Defaults to D-FINE's, weight 0.15.
         loss_ddf (dict): DDF config. Defaults to D-FINE's, weight 1.5 at
             temperature 5.
+        box_matching (str): Only ``'union'``, D-FINE's (see above).
         **kwargs: See :class:`RTDETRHead`; ``as_two_stage`` must be True.
     """
 
@@ -62,10 +60,15 @@ class DFineHead(RTDETRHead):
                                        loss_weight=0.15),
                  loss_ddf: dict = dict(type='DecoupledDistillationFocalLoss',
                                        loss_weight=1.5),
+                 box_matching: str = 'union',
                  **kwargs) -> None:
+        if box_matching != 'union':
+            raise ValueError(
+                f"DFineHead takes its box losses on the union of matchings "
+                f"(box_matching='union'), got {box_matching!r}.")
         # mmdet's __init__ builds the branches, which need reg_max.
         self.reg_max = reg_max
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, box_matching=box_matching, **kwargs)
         if not self.as_two_stage:
             raise ValueError(
                 'DFineHead needs as_two_stage=True: its last branches score '
@@ -277,53 +280,6 @@ class DFineHead(RTDETRHead):
                 counts=ddf_counts)
         return losses, matched
 
-    @torch.no_grad()
-    def _assign(self, cls_scores: Tensor, bbox_preds: Tensor,
-                gts: InstanceList, metas: List[dict]) -> Tensor:
-        """Hungarian matching of one output's queries.
-
-        Args:
-            cls_scores (Tensor): Logits, (N, Q, num_classes).
-            bbox_preds (Tensor): Normalised (cx, cy, w, h), (N, Q, 4).
-            gts (list[InstanceData]): Ground truth of each image.
-            metas (list[dict]): Image metas.
-
-        Returns:
-            Tensor: The gt index of each query, -1 if unmatched, (N, Q).
-        """
-        assigned = []
-        for scores, boxes, gt, meta in zip(cls_scores, bbox_preds, gts, metas):
-            height, width = meta['img_shape']
-            boxes = bbox_cxcywh_to_xyxy(boxes) * boxes.new_tensor(
-                [width, height, width, height])
-            preds = InstanceData(scores=scores, bboxes=boxes)
-            result = self.assigner.assign(pred_instances=preds,
-                                          gt_instances=gt,
-                                          img_meta=meta)
-            assigned.append(result.gt_inds - 1)
-        return torch.stack(assigned)
-
-    @staticmethod
-    def _union(assignments: Sequence[Tensor], gts: InstanceList) -> Tensor:
-        """D-FINE's union of matchings: each query takes the gt it is
-        matched to in most of them (the lower gt index on a tie).
-
-        Args:
-            assignments (Sequence[Tensor]): gt index per query, -1 if
-                unmatched, each (N, Q).
-            gts (list[InstanceData]): Ground truth of each image.
-
-        Returns:
-            Tensor: The union's gt index per query, (N, Q).
-        """
-        num_gts = max(len(gt) for gt in gts)
-        if num_gts == 0:
-            return assignments[0]
-        counts = sum(
-            F.one_hot(assigned + 1, num_gts + 1)[..., 1:]
-            for assigned in assignments)
-        return torch.where(counts.amax(-1) > 0, counts.argmax(-1), -1)
-
     @staticmethod
     def _dn_assignment(gts: InstanceList, dn_meta: Dict[str, int],
                        batch_size: int, device: torch.device) -> Tensor:
@@ -347,38 +303,3 @@ class DFineHead(RTDETRHead):
                 group_size + gt_ids
             assigned[image, positives.flatten()] = gt_ids.repeat(num_groups)
         return assigned
-
-    def _targets(self, assigned: Tensor, gts: InstanceList,
-                 metas: List[dict]) -> tuple:
-        """Per-query targets of an assignment, laid out as mmdet's
-        ``get_targets`` returns them (for :meth:`_loss_from_targets`).
-
-        Args:
-            assigned (Tensor): gt index per query, -1 if unmatched, (N, Q).
-            gts (list[InstanceData]): Ground truth of each image.
-            metas (list[dict]): Image metas.
-
-        Returns:
-            tuple: Labels, label weights, normalised (cx, cy, w, h) box
-            targets and box weights (lists of per-image tensors), and the
-            numbers of matched and unmatched queries.
-        """
-        labels, label_weights, bbox_targets, bbox_weights = [], [], [], []
-        for img_assigned, gt, meta in zip(assigned, gts, metas):
-            height, width = meta['img_shape']
-            matched = img_assigned >= 0
-            gt_ids = img_assigned[matched]
-            img_labels = img_assigned.new_full(img_assigned.shape,
-                                               self.num_classes)
-            img_labels[matched] = gt.labels[gt_ids]
-            img_boxes = gt.bboxes.new_zeros(len(img_assigned), 4)
-            img_boxes[matched] = bbox_xyxy_to_cxcywh(
-                gt.bboxes[gt_ids] /
-                gt.bboxes.new_tensor([width, height, width, height]))
-            labels.append(img_labels)
-            label_weights.append(gt.bboxes.new_ones(len(img_assigned)))
-            bbox_targets.append(img_boxes)
-            bbox_weights.append(matched[:, None].expand(-1, 4).to(img_boxes))
-        num_pos = int((assigned >= 0).sum())
-        return (labels, label_weights, bbox_targets, bbox_weights, num_pos,
-                assigned.numel() - num_pos)

@@ -1,5 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -7,7 +7,8 @@ from mmcv.cnn import build_activation_layer
 from mmdet.models.dense_heads import DINOHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_overlaps,
+                                   bbox_xyxy_to_cxcywh)
 from mmdet.utils import InstanceList, reduce_mean
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
@@ -30,11 +31,21 @@ class RTDETRHead(DINOHead):
     DEIM's :class:`MatchabilityAwareLoss`): the target of a matched query
     at its class is the IoU of its box with the ground truth.
 
+    With ``box_matching='union'`` (DEIM's criterion, ``use_uni_set``), the
+    L1 and GIoU losses of every decoder layer and of the encoder's tokens
+    are taken on the union of their Hungarian matchings (each query keeps
+    the gt it is matched to most often; ties go to the lower gt index) and
+    averaged over the queries in the union; the classification losses keep
+    each output's own matching. Denoising is unchanged.
+
     Predictions are NMS-free: the top ``test_cfg.max_per_img`` of the
     sigmoid (query x class) scores.
 
     Args:
         *args: See :class:`mmdet.models.dense_heads.DINOHead`.
+        box_matching (str): ``'own'``, each output's box losses on its own
+            matching (RT-DETR's, DINO's), or ``'union'`` (DEIM's). Defaults
+            to ``'own'``.
         reg_act_cfg (dict): mmcv config of the activation between the box
             branches' linear layers; DEIM's ``mlp_act: silu`` is
             ``dict(type='SiLU')``. Defaults to ``dict(type='ReLU')``,
@@ -46,8 +57,13 @@ class RTDETRHead(DINOHead):
 
     def __init__(self,
                  *args,
+                 box_matching: str = 'own',
                  reg_act_cfg: dict = dict(type='ReLU'),
                  **kwargs) -> None:
+        if box_matching not in ('own', 'union'):
+            raise ValueError(f"box_matching must be 'own' or 'union', got "
+                             f'{box_matching!r}')
+        self.box_matching = box_matching
         # mmdet's __init__ builds the branches (_init_layers).
         self.reg_act_cfg = reg_act_cfg
         super().__init__(*args, **kwargs)
@@ -111,6 +127,55 @@ class RTDETRHead(DINOHead):
             at_least_float32(enc_outputs_class),
             at_least_float32(enc_outputs_coord), batch_gt_instances,
             batch_img_metas, dn_meta)
+
+    def loss_by_feat(
+            self,
+            all_layers_cls_scores: Tensor,
+            all_layers_bbox_preds: Tensor,
+            enc_cls_scores: Tensor,
+            enc_bbox_preds: Tensor,
+            batch_gt_instances: InstanceList,
+            batch_img_metas: List[dict],
+            dn_meta: Optional[Dict[str, int]] = None,
+            batch_gt_instances_ignore: Optional[InstanceList] = None
+    ) -> Dict[str, Tensor]:
+        """DINO's losses; with ``box_matching='union'``, the matching
+        queries' box losses on the union of matchings (see the class).
+
+        Args: see :meth:`mmdet.models.dense_heads.DINOHead.loss_by_feat`.
+
+        Returns:
+            dict[str, Tensor]: The losses, named as DINO's.
+        """
+        if self.box_matching == 'own':
+            return super().loss_by_feat(all_layers_cls_scores,
+                                        all_layers_bbox_preds,
+                                        enc_cls_scores, enc_bbox_preds,
+                                        batch_gt_instances, batch_img_metas,
+                                        dn_meta, batch_gt_instances_ignore)
+        if batch_gt_instances_ignore is not None:
+            raise NotImplementedError(
+                f'{type(self).__name__} does not support ignored boxes')
+        gts, metas = batch_gt_instances, batch_img_metas
+        cls, boxes, dn_cls, dn_boxes = self.split_outputs(
+            all_layers_cls_scores, all_layers_bbox_preds, dn_meta)
+        outputs = [*zip(cls, boxes), (enc_cls_scores, enc_bbox_preds)]
+        own = [self._assign(c, b, gts, metas) for c, b in outputs]
+        union_targets = self._targets(self._union(own, gts), gts, metas)
+        names = [f'd{i}.' for i in range(len(cls) - 1)] + ['', 'enc_']
+        losses = {}
+        for (c, b), assigned, name in zip(outputs, own, names):
+            losses[f'{name}loss_cls'] = self._loss_from_targets(
+                c, b, self._targets(assigned, gts, metas), metas)[0]
+            _, losses[f'{name}loss_bbox'], losses[f'{name}loss_iou'] = \
+                self._loss_from_targets(c, b, union_targets, metas)
+        if dn_cls is not None:
+            dn_losses = self.loss_dn(dn_cls, dn_boxes, gts, metas, dn_meta)
+            for i, layer_losses in enumerate(zip(*dn_losses)):
+                name = '' if i == len(cls) - 1 else f'd{i}.'
+                for kind, loss in zip(('cls', 'bbox', 'iou'), layer_losses):
+                    losses[f'{name}dn_loss_{kind}'] = loss
+        return losses
 
     def predict(self,
                 all_layers_cls_scores: Tensor,
@@ -288,3 +353,85 @@ class RTDETRHead(DINOHead):
         loss_bbox = self.loss_bbox(
             bbox_preds, bbox_targets, bbox_weights, avg_factor=num_total_pos)
         return loss_cls, loss_bbox, loss_iou
+
+    @torch.no_grad()
+    def _assign(self, cls_scores: Tensor, bbox_preds: Tensor,
+                gts: InstanceList, metas: List[dict]) -> Tensor:
+        """Hungarian matching of one output's queries.
+
+        Args:
+            cls_scores (Tensor): Logits, (N, Q, num_classes).
+            bbox_preds (Tensor): Normalised (cx, cy, w, h), (N, Q, 4).
+            gts (list[InstanceData]): Ground truth of each image.
+            metas (list[dict]): Image metas.
+
+        Returns:
+            Tensor: The gt index of each query, -1 if unmatched, (N, Q).
+        """
+        assigned = []
+        for scores, boxes, gt, meta in zip(cls_scores, bbox_preds, gts, metas):
+            height, width = meta['img_shape']
+            boxes = bbox_cxcywh_to_xyxy(boxes) * boxes.new_tensor(
+                [width, height, width, height])
+            preds = InstanceData(scores=scores, bboxes=boxes)
+            result = self.assigner.assign(pred_instances=preds,
+                                          gt_instances=gt,
+                                          img_meta=meta)
+            assigned.append(result.gt_inds - 1)
+        return torch.stack(assigned)
+
+    @staticmethod
+    def _union(assignments: Sequence[Tensor], gts: InstanceList) -> Tensor:
+        """D-FINE's union of matchings: each query takes the gt it is
+        matched to in most of them (the lower gt index on a tie).
+
+        Args:
+            assignments (Sequence[Tensor]): gt index per query, -1 if
+                unmatched, each (N, Q).
+            gts (list[InstanceData]): Ground truth of each image.
+
+        Returns:
+            Tensor: The union's gt index per query, (N, Q).
+        """
+        num_gts = max(len(gt) for gt in gts)
+        if num_gts == 0:
+            return assignments[0]
+        counts = sum(
+            F.one_hot(assigned + 1, num_gts + 1)[..., 1:]
+            for assigned in assignments)
+        return torch.where(counts.amax(-1) > 0, counts.argmax(-1), -1)
+
+    def _targets(self, assigned: Tensor, gts: InstanceList,
+                 metas: List[dict]) -> tuple:
+        """Per-query targets of an assignment, laid out as mmdet's
+        ``get_targets`` returns them (for :meth:`_loss_from_targets`).
+
+        Args:
+            assigned (Tensor): gt index per query, -1 if unmatched, (N, Q).
+            gts (list[InstanceData]): Ground truth of each image.
+            metas (list[dict]): Image metas.
+
+        Returns:
+            tuple: Labels, label weights, normalised (cx, cy, w, h) box
+            targets and box weights (lists of per-image tensors), and the
+            numbers of matched and unmatched queries.
+        """
+        labels, label_weights, bbox_targets, bbox_weights = [], [], [], []
+        for img_assigned, gt, meta in zip(assigned, gts, metas):
+            height, width = meta['img_shape']
+            matched = img_assigned >= 0
+            gt_ids = img_assigned[matched]
+            img_labels = img_assigned.new_full(img_assigned.shape,
+                                               self.num_classes)
+            img_labels[matched] = gt.labels[gt_ids]
+            img_boxes = gt.bboxes.new_zeros(len(img_assigned), 4)
+            img_boxes[matched] = bbox_xyxy_to_cxcywh(
+                gt.bboxes[gt_ids] /
+                gt.bboxes.new_tensor([width, height, width, height]))
+            labels.append(img_labels)
+            label_weights.append(gt.bboxes.new_ones(len(img_assigned)))
+            bbox_targets.append(img_boxes)
+            bbox_weights.append(matched[:, None].expand(-1, 4).to(img_boxes))
+        num_pos = int((assigned >= 0).sum())
+        return (labels, label_weights, bbox_targets, bbox_weights, num_pos,
+                assigned.numel() - num_pos)
