@@ -229,25 +229,11 @@ class DFineHead(RTDETRHead):
                                         all_cls.device)
             outputs = [*zip(all_cls, all_boxes), pre]
             own = [union] * len(outputs)
-        union_targets = self._targets(union, gts, metas)
         names = [f'd{i}.' for i in range(num_layers - 1)] + ['', 'pre.']
         if enc is not None:
             names.append('enc_')
-
-        losses = {}
-        for (cls, boxes), own_assigned, name in zip(outputs, own, names):
-            if own_assigned is union:
-                loss_cls, loss_bbox, loss_iou = self._loss_from_targets(
-                    cls, boxes, union_targets, metas)
-            else:
-                loss_cls = self._loss_from_targets(
-                    cls, boxes, self._targets(own_assigned, gts, metas),
-                    metas)[0]
-                _, loss_bbox, loss_iou = self._loss_from_targets(
-                    cls, boxes, union_targets, metas)
-            losses[f'{name}{kind}loss_cls'] = loss_cls
-            losses[f'{name}{kind}loss_bbox'] = loss_bbox
-            losses[f'{name}{kind}loss_iou'] = loss_iou
+        losses, union_targets = self._union_losses(
+            outputs, own, union, [name + kind for name in names], gts, metas)
 
         matched = union >= 0
         # Normalised (x1, y1, x2, y2) of each matched query's gt box.

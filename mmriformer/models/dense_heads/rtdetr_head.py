@@ -161,14 +161,9 @@ class RTDETRHead(DINOHead):
             all_layers_cls_scores, all_layers_bbox_preds, dn_meta)
         outputs = [*zip(cls, boxes), (enc_cls_scores, enc_bbox_preds)]
         own = [self._assign(c, b, gts, metas) for c, b in outputs]
-        union_targets = self._targets(self._union(own, gts), gts, metas)
         names = [f'd{i}.' for i in range(len(cls) - 1)] + ['', 'enc_']
-        losses = {}
-        for (c, b), assigned, name in zip(outputs, own, names):
-            losses[f'{name}loss_cls'] = self._loss_from_targets(
-                c, b, self._targets(assigned, gts, metas), metas)[0]
-            _, losses[f'{name}loss_bbox'], losses[f'{name}loss_iou'] = \
-                self._loss_from_targets(c, b, union_targets, metas)
+        losses = self._union_losses(outputs, own, self._union(own, gts),
+                                    names, gts, metas)[0]
         if dn_cls is not None:
             dn_losses = self.loss_dn(dn_cls, dn_boxes, gts, metas, dn_meta)
             for i, layer_losses in enumerate(zip(*dn_losses)):
@@ -353,6 +348,43 @@ class RTDETRHead(DINOHead):
         loss_bbox = self.loss_bbox(
             bbox_preds, bbox_targets, bbox_weights, avg_factor=num_total_pos)
         return loss_cls, loss_bbox, loss_iou
+
+    def _union_losses(self, outputs: Sequence[Tuple[Tensor, Tensor]],
+                      own: Sequence[Tensor], union: Tensor,
+                      prefixes: Sequence[str], gts: InstanceList,
+                      metas: List[dict]) -> Tuple[Dict[str, Tensor], tuple]:
+        """Each output's class loss on its own matching and box losses on
+        the union.
+
+        Args:
+            outputs (Sequence[tuple[Tensor, Tensor]]): Logits
+                (N, Q, num_classes) and normalised (cx, cy, w, h) boxes
+                (N, Q, 4) of each output.
+            own (Sequence[Tensor]): Each output's gt index per query, -1 if
+                unmatched, (N, Q); ``union`` itself where they are the same.
+            union (Tensor): The union's gt index per query, (N, Q).
+            prefixes (Sequence[str]): Each output's prefix of the names
+                ``loss_cls``, ``loss_bbox`` and ``loss_iou``.
+            gts (list[InstanceData]): Ground truth of each image.
+            metas (list[dict]): Image metas.
+
+        Returns:
+            tuple[dict[str, Tensor], tuple]: The losses, and the union's
+            targets (see :meth:`_targets`).
+        """
+        union_targets = self._targets(union, gts, metas)
+        losses = {}
+        for (cls, boxes), assigned, prefix in zip(outputs, own, prefixes):
+            loss_cls, loss_bbox, loss_iou = self._loss_from_targets(
+                cls, boxes, union_targets, metas)
+            if assigned is not union:
+                loss_cls = self._loss_from_targets(
+                    cls, boxes, self._targets(assigned, gts, metas),
+                    metas)[0]
+            losses[f'{prefix}loss_cls'] = loss_cls
+            losses[f'{prefix}loss_bbox'] = loss_bbox
+            losses[f'{prefix}loss_iou'] = loss_iou
+        return losses, union_targets
 
     @torch.no_grad()
     def _assign(self, cls_scores: Tensor, bbox_preds: Tensor,
