@@ -301,53 +301,94 @@ class RTDETRHead(DINOHead):
             tuple[Tensor]: ``loss_cls``, ``loss_bbox`` and ``loss_iou``, each
             normalised by the number of ground-truth boxes over all ranks.
         """
-        (labels, label_weights, bbox_targets, bbox_weights, num_total_pos,
+        return (self._cls_loss(cls_scores, bbox_preds, targets,
+                               batch_img_metas),
+                *self._box_losses(bbox_preds, targets, batch_img_metas))
+
+    def _cls_loss(self, cls_scores: Tensor, bbox_preds: Tensor,
+                  targets: tuple, batch_img_metas: List[dict]) -> Tensor:
+        """Classification loss given per-query targets.
+
+        Args: see :meth:`_loss_from_targets` (the boxes give the IoU of an
+            IoU-aware loss).
+
+        Returns:
+            Tensor: ``loss_cls``.
+        """
+        (labels, label_weights, bbox_targets, _, num_total_pos,
          num_total_neg) = targets
         labels = torch.cat(labels)
         label_weights = torch.cat(label_weights)
-        bbox_targets = torch.cat(bbox_targets)
-        bbox_weights = torch.cat(bbox_weights)
-        num_queries = cls_scores.shape[1]
         cls_scores = cls_scores.reshape(-1, self.cls_out_channels)
-        bbox_preds = bbox_preds.reshape(-1, 4)
-
-        factors = torch.cat([
-            bbox_preds.new_tensor([w, h, w, h]).expand(num_queries, 4)
-            for h, w in (meta['img_shape'] for meta in batch_img_metas)
-        ])
-        pred_xyxy = bbox_cxcywh_to_xyxy(bbox_preds) * factors
-        target_xyxy = bbox_cxcywh_to_xyxy(bbox_targets) * factors
-
         cls_avg_factor = num_total_pos * 1.0 + \
             num_total_neg * self.bg_cls_weight
         if self.sync_cls_avg_factor:
             cls_avg_factor = reduce_mean(
                 cls_scores.new_tensor([cls_avg_factor]))
         cls_avg_factor = max(cls_avg_factor, 1)
-        if isinstance(self.loss_cls, IoUAwareClassificationLoss):
-            # One-hot of the matched class (background is dropped), valued
-            # by the IoU of the matched box.
-            positive = F.one_hot(labels, self.num_classes + 1)
-            positive = positive[:, :self.num_classes].bool()
-            ious = bbox_overlaps(
-                pred_xyxy.detach(), target_xyxy, is_aligned=True)
-            loss_cls = self.loss_cls(
-                cls_scores,
-                positive * ious[:, None],
-                weight=label_weights[:, None],
-                avg_factor=cls_avg_factor,
-                positive=positive)
-        else:
-            loss_cls = self.loss_cls(
+        if not isinstance(self.loss_cls, IoUAwareClassificationLoss):
+            return self.loss_cls(
                 cls_scores, labels, label_weights, avg_factor=cls_avg_factor)
+        # One-hot of the matched class (background is dropped), valued by the
+        # IoU of the matched box.
+        positive = F.one_hot(labels, self.num_classes + 1)
+        positive = positive[:, :self.num_classes].bool()
+        pred_xyxy, target_xyxy = self._pixel_boxes(bbox_preds, bbox_targets,
+                                                   batch_img_metas)
+        ious = bbox_overlaps(pred_xyxy.detach(), target_xyxy, is_aligned=True)
+        return self.loss_cls(
+            cls_scores,
+            positive * ious[:, None],
+            weight=label_weights[:, None],
+            avg_factor=cls_avg_factor,
+            positive=positive)
 
-        num_total_pos = cls_scores.new_tensor([num_total_pos])
+    def _box_losses(self, bbox_preds: Tensor, targets: tuple,
+                    batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor]:
+        """L1 and IoU losses given per-query targets.
+
+        Args: see :meth:`_loss_from_targets`.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``loss_bbox`` and ``loss_iou``.
+        """
+        _, _, bbox_targets, bbox_weights, num_total_pos, _ = targets
+        pred_xyxy, target_xyxy = self._pixel_boxes(bbox_preds, bbox_targets,
+                                                   batch_img_metas)
+        bbox_weights = torch.cat(bbox_weights)
+        num_total_pos = bbox_preds.new_tensor([num_total_pos])
         num_total_pos = torch.clamp(reduce_mean(num_total_pos), min=1).item()
         loss_iou = self.loss_iou(
             pred_xyxy, target_xyxy, bbox_weights, avg_factor=num_total_pos)
         loss_bbox = self.loss_bbox(
-            bbox_preds, bbox_targets, bbox_weights, avg_factor=num_total_pos)
-        return loss_cls, loss_bbox, loss_iou
+            bbox_preds.reshape(-1, 4),
+            torch.cat(bbox_targets),
+            bbox_weights,
+            avg_factor=num_total_pos)
+        return loss_bbox, loss_iou
+
+    @staticmethod
+    def _pixel_boxes(bbox_preds: Tensor, bbox_targets: List[Tensor],
+                     batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor]:
+        """Predicted and target boxes as (x1, y1, x2, y2) in pixels.
+
+        Args:
+            bbox_preds (Tensor): Normalised (cx, cy, w, h), (N, Q, 4).
+            bbox_targets (list[Tensor]): Normalised (cx, cy, w, h) of each
+                image, each (Q, 4).
+            batch_img_metas (list[dict]): Image metas (for ``img_shape``).
+
+        Returns:
+            tuple[Tensor, Tensor]: Predictions and targets, each (N * Q, 4).
+        """
+        num_queries = bbox_preds.shape[1]
+        factors = torch.cat([
+            bbox_preds.new_tensor([w, h, w, h]).expand(num_queries, 4)
+            for h, w in (meta['img_shape'] for meta in batch_img_metas)
+        ])
+        pred_xyxy = bbox_cxcywh_to_xyxy(bbox_preds.reshape(-1, 4)) * factors
+        target_xyxy = bbox_cxcywh_to_xyxy(torch.cat(bbox_targets)) * factors
+        return pred_xyxy, target_xyxy
 
     def _union_losses(self, outputs: Sequence[Tuple[Tensor, Tensor]],
                       own: Sequence[Tensor], union: Tensor,
@@ -375,13 +416,12 @@ class RTDETRHead(DINOHead):
         union_targets = self._targets(union, gts, metas)
         losses = {}
         for (cls, boxes), assigned, prefix in zip(outputs, own, prefixes):
-            loss_cls, loss_bbox, loss_iou = self._loss_from_targets(
-                cls, boxes, union_targets, metas)
-            if assigned is not union:
-                loss_cls = self._loss_from_targets(
-                    cls, boxes, self._targets(assigned, gts, metas),
-                    metas)[0]
-            losses[f'{prefix}loss_cls'] = loss_cls
+            own_targets = union_targets if assigned is union else \
+                self._targets(assigned, gts, metas)
+            losses[f'{prefix}loss_cls'] = self._cls_loss(
+                cls, boxes, own_targets, metas)
+            loss_bbox, loss_iou = self._box_losses(boxes, union_targets,
+                                                   metas)
             losses[f'{prefix}loss_bbox'] = loss_bbox
             losses[f'{prefix}loss_iou'] = loss_iou
         return losses, union_targets
