@@ -10,7 +10,8 @@ from .mlp import MLP
 from .ms_deform_attn import (MSDeformableAttention,
                              multi_scale_deformable_attn,
                              multi_scale_deformable_attn_discrete)
-from .norm import LayerNorm2d, build_affine_free_norm
+from .norm import (LayerNorm2d, ReductionGroupNorm, build_affine_free_norm,
+                   to_reduction_group_norms)
 from .positional_encoding import build_2d_sincos_position_embedding
 from .rep_ncsp_elan4 import RepNCSPELAN4
 from .repvgg_block import RepVggBlock
@@ -19,7 +20,8 @@ from .rtdetr_decoder import RTDETRDecoder, RTDETRDecoderLayer
 from .sc_down import SCDown
 
 __all__ = [
-    'LayerNorm2d', 'build_affine_free_norm', 'MLP', 'MSDeformableAttention',
+    'LayerNorm2d', 'ReductionGroupNorm', 'build_affine_free_norm',
+    'to_reduction_group_norms', 'MLP', 'MSDeformableAttention',
     'multi_scale_deformable_attn', 'multi_scale_deformable_attn_discrete',
     'RTDETRDecoder', 'RTDETRDecoderLayer', 'DFineDecoder',
     'DFineDecoderOutput', 'GatedResidual', 'LocationQualityEstimator',
