@@ -1,8 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+import torch
 from mmcv.cnn import build_norm_layer
 from mmdet.registry import MODELS
 from mmpretrain.models.utils import LayerNorm2d
-import torch
 from torch import Tensor, nn
 
 # mmpretrain registers LN2d in its own scope only; mmcv's build_norm_layer
