@@ -69,19 +69,6 @@ def generate_anchors(spatial_shapes: SpatialShapes,
     return anchors.masked_fill(~valid, float('inf')), valid
 
 
-def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
-    """The tokens at ``index`` of each image.
-
-    Args:
-        tokens (Tensor): Shape (N, L, C).
-        index (Tensor): Token indices, (N, K).
-
-    Returns:
-        Tensor: Shape (N, K, C).
-    """
-    return tokens.gather(1, index[..., None].expand(-1, -1, tokens.shape[-1]))
-
-
 @MODELS.register_module()
 class RTDETR(UnfitWeightsMixin, DetectionTransformer):
     """RT-DETR detector.
@@ -313,15 +300,17 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
         output_memory = self.memory_proj(memory * valid.to(memory.dtype))
         enc_head = self.decoder.num_layers
         enc_logits = self.bbox_head.cls_branches[enc_head](output_memory)
+        enc_boxes_unact = at_least_float32(
+            self.bbox_head.reg_branches[enc_head](output_memory)) + anchors
         topk = torch.topk(enc_logits.max(-1)[0], self.num_queries, dim=1)[1]
-        topk_logits = gather_tokens(enc_logits, topk)
+        topk_logits = enc_logits.gather(
+            1, topk[..., None].expand(-1, -1, enc_logits.shape[-1]))
+        topk_boxes_unact = enc_boxes_unact.gather(
+            1, topk[..., None].expand(-1, -1, 4))
         # Content queries are the selected tokens, detached as in RT-DETR:
         # the encoder learns from its own (top-k) loss, not through them.
-        query = gather_tokens(output_memory, topk)
-        # The box branch is per token: run on the selected ones only, it
-        # gives their boxes at a fraction of the cost.
-        topk_boxes_unact = at_least_float32(
-            self.bbox_head.reg_branches[enc_head](query)) + anchors[0][topk]
+        query = output_memory.gather(
+            1, topk[..., None].expand(-1, -1, output_memory.shape[-1]))
         query = query.detach()
         reference = topk_boxes_unact.detach()
         attn_mask, dn_meta = None, None
