@@ -301,22 +301,26 @@ class RTDETRHead(DINOHead):
             tuple[Tensor]: ``loss_cls``, ``loss_bbox`` and ``loss_iou``, each
             normalised by the number of ground-truth boxes over all ranks.
         """
-        return (self._cls_loss(cls_scores, bbox_preds, targets,
-                               batch_img_metas),
-                *self._box_losses(bbox_preds, targets, batch_img_metas))
+        pixel_boxes = self._pixel_boxes(bbox_preds, targets[2],
+                                        batch_img_metas)
+        return (self._cls_loss(cls_scores, targets, pixel_boxes),
+                *self._box_losses(bbox_preds, targets, pixel_boxes))
 
-    def _cls_loss(self, cls_scores: Tensor, bbox_preds: Tensor,
-                  targets: tuple, batch_img_metas: List[dict]) -> Tensor:
+    def _cls_loss(self, cls_scores: Tensor, targets: tuple,
+                  pixel_boxes: Tuple[Tensor, Tensor]) -> Tensor:
         """Classification loss given per-query targets.
 
-        Args: see :meth:`_loss_from_targets` (the boxes give the IoU of an
-            IoU-aware loss).
+        Args:
+            cls_scores (Tensor): Logits, (N, Q, num_classes).
+            targets (tuple): Output of ``get_targets``/``get_dn_targets``.
+            pixel_boxes (tuple[Tensor, Tensor]): :meth:`_pixel_boxes` of the
+                predictions and these targets; their IoU is the soft label
+                of an IoU-aware loss.
 
         Returns:
             Tensor: ``loss_cls``.
         """
-        (labels, label_weights, bbox_targets, _, num_total_pos,
-         num_total_neg) = targets
+        labels, label_weights, _, _, num_total_pos, num_total_neg = targets
         labels = torch.cat(labels)
         label_weights = torch.cat(label_weights)
         cls_scores = cls_scores.reshape(-1, self.cls_out_channels)
@@ -333,8 +337,7 @@ class RTDETRHead(DINOHead):
         # IoU of the matched box.
         positive = F.one_hot(labels, self.num_classes + 1)
         positive = positive[:, :self.num_classes].bool()
-        pred_xyxy, target_xyxy = self._pixel_boxes(bbox_preds, bbox_targets,
-                                                   batch_img_metas)
+        pred_xyxy, target_xyxy = pixel_boxes
         ious = bbox_overlaps(pred_xyxy.detach(), target_xyxy, is_aligned=True)
         return self.loss_cls(
             cls_scores,
@@ -344,17 +347,21 @@ class RTDETRHead(DINOHead):
             positive=positive)
 
     def _box_losses(self, bbox_preds: Tensor, targets: tuple,
-                    batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor]:
+                    pixel_boxes: Tuple[Tensor, Tensor]
+                    ) -> Tuple[Tensor, Tensor]:
         """L1 and IoU losses given per-query targets.
 
-        Args: see :meth:`_loss_from_targets`.
+        Args:
+            bbox_preds (Tensor): Normalised (cx, cy, w, h), (N, Q, 4).
+            targets (tuple): Output of ``get_targets``/``get_dn_targets``.
+            pixel_boxes (tuple[Tensor, Tensor]): :meth:`_pixel_boxes` of
+                ``bbox_preds`` and these targets.
 
         Returns:
             tuple[Tensor, Tensor]: ``loss_bbox`` and ``loss_iou``.
         """
         _, _, bbox_targets, bbox_weights, num_total_pos, _ = targets
-        pred_xyxy, target_xyxy = self._pixel_boxes(bbox_preds, bbox_targets,
-                                                   batch_img_metas)
+        pred_xyxy, target_xyxy = pixel_boxes
         bbox_weights = torch.cat(bbox_weights)
         num_total_pos = bbox_preds.new_tensor([num_total_pos])
         num_total_pos = torch.clamp(reduce_mean(num_total_pos), min=1).item()
@@ -416,12 +423,16 @@ class RTDETRHead(DINOHead):
         union_targets = self._targets(union, gts, metas)
         losses = {}
         for (cls, boxes), assigned, prefix in zip(outputs, own, prefixes):
-            own_targets = union_targets if assigned is union else \
-                self._targets(assigned, gts, metas)
+            union_pixels = self._pixel_boxes(boxes, union_targets[2], metas)
+            if assigned is union:
+                own_targets, own_pixels = union_targets, union_pixels
+            else:
+                own_targets = self._targets(assigned, gts, metas)
+                own_pixels = self._pixel_boxes(boxes, own_targets[2], metas)
             losses[f'{prefix}loss_cls'] = self._cls_loss(
-                cls, boxes, own_targets, metas)
+                cls, own_targets, own_pixels)
             loss_bbox, loss_iou = self._box_losses(boxes, union_targets,
-                                                   metas)
+                                                   union_pixels)
             losses[f'{prefix}loss_bbox'] = loss_bbox
             losses[f'{prefix}loss_iou'] = loss_iou
         return losses, union_targets
