@@ -73,7 +73,7 @@ from ..deployment.openvino_detector import import_optional
 from ..models.utils.onednn import onednn_enabled
 from ..testing import randomize_
 from ..utils.cli_checks import check_output_file
-from .complexity import build_detector, deploy_copy
+from .complexity import build_detector, count_macs, deploy_copy
 from .timing import summarize, time_runners
 
 # The form of the detector each backend runs (the onnxruntime and OpenVINO
@@ -510,7 +510,8 @@ def benchmark_config(config: str,
                      seed: int = 0,
                      warmup: int = 3,
                      repeats: int = 20,
-                     cfg_options: Optional[dict] = None) -> List[dict]:
+                     cfg_options: Optional[dict] = None,
+                     with_macs: bool = False) -> List[dict]:
     """Check and time the backends of one config at each size and batch.
 
     Args:
@@ -533,11 +534,13 @@ def benchmark_config(config: str,
         warmup (int): Untimed calls of each backend. Defaults to 3.
         repeats (int): Timed calls of each backend. Defaults to 20.
         cfg_options (dict, optional): Overrides merged into the config.
+        with_macs (bool): Give the rows of the deploy form's backends its
+            MACs per image (``macs``). Defaults to False.
 
     Returns:
         list[dict]: One row per backend, size and batch size: ``ROW_KEYS``,
-        the settings, the times of every call (``times_ms``) and the
-        :func:`environment`.
+        the settings, the times of every call (``times_ms``), the
+        :func:`environment` and, with ``with_macs``, ``macs``.
 
     Raises:
         BackendMismatch: Two backends disagree.
@@ -548,6 +551,8 @@ def benchmark_config(config: str,
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
+            macs = count_macs(models['deploy'], size)['macs'] if with_macs \
+                and 'deploy' in models else None
             exported = exported_runners(models.get('deploy'), backends, size,
                                         list(batch_sizes) != [1], device,
                                         folder)
@@ -591,7 +596,9 @@ def benchmark_config(config: str,
                         cuda_graphs=cuda_graphs and pytorch,
                         checkpoint=checkpoint, seed=seed, warmup=warmup,
                         environment=env,
-                        **summarize(times[backend], batch_size)))
+                        **summarize(times[backend], batch_size),
+                        **({} if macs is None or BACKENDS[backend] != 'deploy'
+                           else dict(macs=macs))))
     return rows
 
 
@@ -703,6 +710,11 @@ def format_table(rows: List[dict]) -> str:
                       str(r['size']), f'{r["median_ms"]:.1f}',
                       f'{r["p90_ms"]:.1f}', f'{r["images_per_s"]:.2f}',
                       speedup(r, 'pytorch'), speedup(r, r['backend'])))
+    return align_columns(head, lines)
+
+
+def align_columns(head: Sequence[str], lines: List[Sequence[str]]) -> str:
+    """The lines under the head, each column as wide as its widest cell."""
     widths = [max(len(x) for x in col) for col in zip(head, *lines)]
     return '\n'.join(
         '  '.join(x.ljust(w) for x, w in zip(line, widths)).rstrip()

@@ -124,6 +124,47 @@ def default_num_threads() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def compile_on_cpu(model, precision: str, num_threads: int, name: str):
+    """Compile an IR for this CPU in ``precision`` with ``num_threads``
+    threads in one stream, not in OpenVINO's defaults for the CPU.
+
+    Args:
+        model (openvino.Model): A float IR, or an int8 IR with
+            ``precision`` ``'int8'`` (its float parts compute in f32).
+        precision (str): One of :data:`PRECISIONS`.
+        num_threads (int): Threads of the computation.
+        name (str): What ``model`` is, for the errors.
+
+    Returns:
+        openvino.CompiledModel: The compiled model.
+
+    Raises:
+        ValueError: OpenVINO cannot compile it so, or the CPU lacks the
+            instructions of the precision.
+    """
+    ov = import_optional('openvino')
+    hint = 'f32' if precision == 'int8' else precision
+    try:
+        compiled = ov.Core().compile_model(
+            model, 'CPU', {
+                'INFERENCE_PRECISION_HINT': hint,
+                'INFERENCE_NUM_THREADS': num_threads,
+                'NUM_STREAMS': 1
+            })
+    except RuntimeError as error:  # OpenVINO's exceptions
+        raise ValueError(f'OpenVINO cannot compile {name} for this CPU in '
+                         f'{precision} with {num_threads} threads: '
+                         f'{error}') from error
+    # A CPU without bf16 instructions computes in float32 instead.
+    used = compiled.get_property('INFERENCE_PRECISION_HINT')
+    if used.get_type_name() != hint:
+        raise ValueError(
+            f'OpenVINO computes in {used.get_type_name()} on this CPU, not '
+            f'in {hint}: the CPU lacks its instructions; give the precision '
+            f'f32.')
+    return compiled
+
+
 def name_nodes_by_module(graph: onnx.ModelProto) -> None:
     """Prefix the name of each node of an ONNX export of a
     :class:`DeployedDetector` with the model's module that computes it, in
@@ -372,27 +413,9 @@ class OpenVINODetector(ExportedDetector):
         self.input_size = (shape[2].get_length(), shape[3].get_length())
         self.batch_size = shape[0].get_length() if shape[0].is_static \
             else None
-        # The float parts of an int8 IR compute in f32.
-        hint = 'f32' if self.precision == 'int8' else self.precision
-        try:
-            compiled = core.compile_model(
-                model, 'CPU', {
-                    'INFERENCE_PRECISION_HINT': hint,
-                    'INFERENCE_NUM_THREADS': self.num_threads,
-                    'NUM_STREAMS': 1
-                })
-        except RuntimeError as error:  # OpenVINO's exceptions
-            raise ValueError(f'OpenVINO cannot compile {path} for this CPU '
-                             f'in {self.precision} with {self.num_threads} '
-                             f'threads: {error}') from error
-        # A CPU without bf16 instructions computes in float32 instead.
-        used = compiled.get_property('INFERENCE_PRECISION_HINT')
-        if used.get_type_name() != hint:
-            raise ValueError(
-                f'OpenVINO computes in {used.get_type_name()} on this CPU, '
-                f'not in {hint}: the CPU lacks its instructions; give the '
-                f'precision f32.')
-        self.request = compiled.create_infer_request()
+        self.request = compile_on_cpu(model, self.precision,
+                                      self.num_threads,
+                                      path).create_infer_request()
 
     def __call__(self, images: np.ndarray,
                  orig_target_sizes: np.ndarray) -> Dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ import torch
 
 from mmriformer.analysis import benchmark
 from mmriformer.analysis import (BACKENDS, OPENVINO_BACKENDS, ROW_KEYS,
-                                 BackendMismatch, backend_missing,
+                                 BackendMismatch, analyze, backend_missing,
                                  benchmark_config, build_forms,
                                  check_backends_agree, check_benchmark_paths,
                                  check_device, format_table, load_peer_rows,
@@ -36,7 +36,8 @@ def test_every_backend_batch_and_size_in_rows_and_table(monkeypatch,
 
     monkeypatch.setattr(benchmark, 'check_backends_agree', check)
     rows = benchmark_config(CONFIG, RUNNABLE, sizes=[SIZE],
-                            batch_sizes=[1, 2], warmup=0, repeats=2)
+                            batch_sizes=[1, 2], warmup=0, repeats=2,
+                            with_macs=True)
     assert checked == [['pytorch-train', 'pytorch-deploy', 'onnxruntime',
                         'openvino-f32']] * 2
     assert [(r['backend'], r['batch_size'], r['size']) for r in rows] == [
@@ -50,6 +51,10 @@ def test_every_backend_batch_and_size_in_rows_and_table(monkeypatch,
             row['batch_size'] * 1e3 / row['median_ms'])
         assert row['environment']['threads'] == torch.get_num_threads()
         assert openvino.__version__.startswith(row['environment']['openvino'])
+    # The MACs of the form each backend runs, counted on a model of its own.
+    deploy_macs = analyze(CONFIG, SIZE, deploy=True)['macs']['deploy']['macs']
+    assert {r['backend']: r.get('macs') for r in rows} == {
+        b: deploy_macs if BACKENDS[b] == 'deploy' else None for b in RUNNABLE}
     peer = dict(model='peer', backend='pytorch', device='cpu', dtype='fp32',
                 batch_size=2, size=96, median_ms=1e4, p90_ms=1e4,
                 images_per_s=2e-4)

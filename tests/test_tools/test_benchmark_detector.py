@@ -32,3 +32,19 @@ def test_cli_table_json_and_errors(tmp_path):
     assert f'Wrote {out}' in done.stdout
     rows = json.loads(out.read_text())
     assert [r['backend'] for r in rows] == ['pytorch-train', 'pytorch-deploy']
+
+
+def test_cli_ceiling():
+    refused = run(TOOL, CONFIG, '--backends', 'pytorch-deploy', '--ceiling',
+                  cwd=ROOT)
+    assert refused.returncode != 0
+    assert 'error: --ceiling is the ceiling of OpenVINO; add an OpenVINO ' \
+        'backend' in refused.stderr
+
+    done = run(TOOL, CONFIG, '--backends', 'pytorch-deploy', 'openvino-f32',
+               '--sizes', 96, '--warmup', 0, '--repeats', 1, '--ceiling',
+               cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    ceiling = done.stdout.split('ceiling GMAC/s')[1].splitlines()
+    assert [line.split()[:4] for line in ceiling[1:]] == [
+        ['rtdetr_riformer_s12_shapes', 'openvino-f32', '1', '96']]

@@ -9,7 +9,10 @@ Backends, the agreement check and the timing:
 run in an environment of its own) to the table, with the speed-up of each
 of our rows over the peer's eager row (``pytorch``) of the same device,
 dtype, batch and size, and for a backend the peer ran too (``openvino-f32``,
-``openvino-bf16``) over its row of that backend.
+``openvino-bf16``) over its row of that backend. ``--ceiling`` adds a table
+of the OpenVINO rows' MACs per second against what OpenVINO reaches on
+dense convolutions in the same precision (:mod:`mmriformer.analysis.ceiling`)
+and the time that allows.
 
 Example::
 
@@ -24,12 +27,14 @@ import sys
 from typing import List, Optional
 
 import onnxruntime
+import torch
 from mmengine.config import DictAction
 
-from mmriformer.analysis import (BACKENDS, DTYPES, BackendMismatch,
-                                 benchmark_config, check_benchmark_paths,
-                                 check_device, format_table, load_peer_rows,
-                                 resolve_backends)
+from mmriformer.analysis import (BACKENDS, DTYPES, OPENVINO_BACKENDS,
+                                 BackendMismatch, benchmark_config,
+                                 check_benchmark_paths, check_device,
+                                 format_ceiling, format_table, load_peer_rows,
+                                 openvino_ceiling, resolve_backends)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -62,6 +67,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='timed calls of each backend')
     parser.add_argument('--peer-json', nargs='+', default=[],
                         help="peers' figures to print in the same table")
+    parser.add_argument('--ceiling', action='store_true',
+                        help="also time OpenVINO on dense convolutions in "
+                        "each OpenVINO backend's precision, and show each "
+                        "OpenVINO row's MACs per second against it")
     parser.add_argument('--out', help='write the figures as JSON here')
     parser.add_argument('--force', action='store_true',
                         help='replace --out if it exists')
@@ -84,6 +93,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         check_benchmark_paths(args.configs, args.peer_json, args.out,
                               args.force)
         peers = [r for path in args.peer_json for r in load_peer_rows(path)]
+        precisions = [OPENVINO_BACKENDS[b] for b in backends
+                      if b in OPENVINO_BACKENDS]
+        if args.ceiling and not precisions:
+            raise ValueError('--ceiling is the ceiling of OpenVINO; add an '
+                             'OpenVINO backend, e.g. --backends openvino-f32.')
     except ValueError as error:
         sys.exit(f'error: {error}')
     if note:
@@ -94,10 +108,18 @@ def main(argv: Optional[List[str]] = None) -> None:
             rows += benchmark_config(
                 config, backends, args.sizes, args.batch_sizes, args.device,
                 args.dtype, args.compile, args.cuda_graphs, args.checkpoint,
-                args.seed, args.warmup, args.repeats, args.cfg_options)
+                args.seed, args.warmup, args.repeats, args.cfg_options,
+                with_macs=args.ceiling)
         except BackendMismatch as error:
             sys.exit(f'error: {config}: {error}')
     print(format_table(rows + peers))
+    if args.ceiling:
+        # The OpenVINO backends' threads (see benchmark_config).
+        ceilings = {
+            p: openvino_ceiling(p, torch.get_num_threads(), args.warmup)
+            for p in precisions
+        }
+        print(format_ceiling(rows, ceilings))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(rows, f, indent=2)
