@@ -37,8 +37,9 @@ ORACLE_REQUIREMENTS = (
     # HF's RT-DETR Hungarian matcher (the loss oracle) solves with scipy.
     'scipy==1.17.1',
     # HF's RT-DETR in OpenVINO, the peer of our OpenVINO backends
-    # (tools/analysis_tools/hf_rtdetr_benchmark.py).
+    # (tools/analysis_tools/hf_rtdetr_benchmark.py), int8 through NNCF.
     'openvino==2026.4.1',
+    'nncf==3.4.0',
 )
 CACHE_VARIABLE = 'MMRIFORMER_ORACLE_CACHE'
 HF_RTDETR_SCRIPT = osp.join(osp.dirname(__file__), 'hf_rtdetr_oracle.py')

@@ -32,8 +32,8 @@ def test_openvino_f32_agrees_with_eager_and_rows_are_peer_rows(tmp_path):
     out = tmp_path / 'hf.json'
     try:
         log = run_tool(tmp_path, '--sizes', SIZE, '--backends', 'pytorch',
-                       'openvino-f32', '--warmup', 0, '--repeats', 2,
-                       '--out', out)
+                       'openvino-f32', 'openvino-int8', '--warmup', 0,
+                       '--repeats', 2, '--out', out)
     except OracleUnavailable as error:
         pytest.fail(f'The HF transformers oracle is unavailable, so the '
                     f'benchmark cannot run: {error}')
@@ -43,13 +43,23 @@ def test_openvino_f32_agrees_with_eager_and_rows_are_peer_rows(tmp_path):
     matched = re.search(r'openvino-f32 equals pytorch fp32: (\d+) '
                         r'detections matched', log)
     assert matched and int(matched[1]) >= 250, log
+    # int8 as ours: the rest quantised, our float modules' counterparts
+    # not. R18vd's 3 decoder layers have 3 sampling-offset, 3 attention-
+    # weight, 3 class and 9 box-MLP linears; the encoder's heads 1 and 3.
+    counts = re.search(r'openvino-int8: (\d+) of (\d+) matrix products and '
+                       r'convolutions in int8', log)
+    assert counts, log
+    int8, products = int(counts[1]), int(counts[2])
+    assert products // 2 < int8 <= products - 22, log
     rows = json.loads(out.read_text())
-    assert [r['backend'] for r in rows] == ['pytorch', 'openvino-f32']
+    assert [r['backend'] for r in rows] == [
+        'pytorch', 'openvino-f32', 'openvino-int8']
     for row in rows:
         assert set(ROW_KEYS) <= set(row)
         assert (row['dtype'], row['size'], len(row['times_ms'])) == (
             'fp32', SIZE, 2)
         assert row['environment']['openvino'] == '2026.4.1'
+        assert row['environment']['nncf'] == '3.4.0'
     ours = dict(rows[1], model='ours', peer=False)
     table = format_table([ours] + load_peer_rows(str(out))).splitlines()
     # Ours against HF's eager row and against HF's openvino-f32 row.

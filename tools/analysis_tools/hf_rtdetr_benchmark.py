@@ -25,7 +25,12 @@ Backends (``--backends``, each timed on the same model and images):
   (``INFERENCE_NUM_THREADS``) and one stream. ``--dtype`` is PyTorch's
   autocast, so these need ``--dtype fp32``; bf16 needs a CPU with bf16
   instructions (OpenVINO would fall back to f32 silently: that is an
-  error here).
+  error here);
+- ``openvino-int8``: that model quantised by NNCF as ours
+  (``mmriformer.deployment.openvino_detector.quantize_ir``: its transformer
+  scheme, calibrated on 8 random images, as ours on 8 generated ones; the
+  speed does not depend on them) with HF's counterparts of our float
+  modules (``FLOAT_MODULES``) kept in float, its float parts in f32.
 
 Each timed call is what ``benchmark_detector.py`` times of ours: random
 ``[0, 1]`` RGB images to the top-k detections of each image (the model,
@@ -67,8 +72,22 @@ DTYPES = {
     'fp16': torch.float16,
     'bf16': torch.bfloat16
 }
-# What each OpenVINO backend computes in (INFERENCE_PRECISION_HINT).
-OPENVINO_PRECISIONS = {'openvino-f32': 'f32', 'openvino-bf16': 'bf16'}
+# What each OpenVINO backend computes in.
+OPENVINO_PRECISIONS = {
+    'openvino-f32': 'f32',
+    'openvino-bf16': 'bf16',
+    'openvino-int8': 'int8'
+}
+# HF's names of the modules our int8 IRs keep in float
+# (mmriformer.deployment.openvino_detector.FLOAT_MODULES): the deformable
+# attention's sampling offsets and weights, and the encoder's and each
+# decoder layer's class and box heads.
+FLOAT_MODULES = (r'.*\.sampling_offsets', r'.*\.attention_weights',
+                 r'.*\.enc_score_head', r'.*\.enc_bbox_head',
+                 r'.*\.decoder\.class_embed\.\d+',
+                 r'.*\.decoder\.bbox_embed\.\d+')
+# Images the int8 model is calibrated on, as ours (CALIBRATION_IMAGES).
+CALIBRATION_IMAGES = 8
 BACKENDS = ('pytorch', *OPENVINO_PRECISIONS)
 # Agreement required of openvino-f32 with eager PyTorch, as ours.
 SCORE_TOL = 1e-4
@@ -93,9 +112,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--backends', nargs='+', choices=BACKENDS,
                         default=['pytorch'], metavar='BACKEND',
                         help='pytorch (eager, the default), openvino-f32, '
-                        'openvino-bf16 (HF converted to OpenVINO, on the CPU '
-                        'in that precision; --dtype fp32 only); '
-                        'openvino-f32 is checked equal to eager first')
+                        'openvino-bf16, openvino-int8 (HF converted to '
+                        'OpenVINO, on the CPU in that precision; --dtype '
+                        'fp32 only); openvino-f32 is checked equal to eager '
+                        'first')
     parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1])
     parser.add_argument('--sizes', nargs='+', type=int, default=[640],
                         help='sides of the square inputs')
@@ -123,6 +143,11 @@ def parse_args() -> argparse.Namespace:
         parser.error(f'--backends {openvino[0]} needs OpenVINO, which this '
                      f'environment lacks; run this in the oracle venv, which '
                      f'has it, or pip install openvino')
+    if 'openvino-int8' in openvino and importlib.util.find_spec(
+            'nncf') is None:
+        parser.error('--backends openvino-int8 needs NNCF, which this '
+                     'environment lacks; run this in the oracle venv, which '
+                     'has it, or pip install nncf')
     # The tools' output rule (mmriformer.utils.cli_checks.check_output_file,
     # which the oracle venv cannot import), checked before the work.
     if args.out and not osp.isdir(osp.dirname(osp.abspath(args.out))):
@@ -169,12 +194,43 @@ def convert_to_openvino(model: torch.nn.Module, images: torch.Tensor):
                                 input=[tuple(images.shape)])
 
 
+def quantize(converted, calibration: torch.Tensor):
+    """The converted model quantised to int8 by NNCF, as ours.
+
+    Args:
+        converted (openvino.Model): From :func:`convert_to_openvino`.
+        calibration (torch.Tensor): Images of the model's input shape,
+            stacked, (num_calls, N, 3, H, W).
+
+    Returns:
+        tuple[openvino.Model, str]: The int8 model, and how many of its
+        matrix products and convolutions are int8, for the log.
+    """
+    import nncf
+    scope = nncf.IgnoredScope(
+        patterns=[rf'(?:{pattern})(?:\.[^/]*)?/' for pattern in FLOAT_MODULES])
+    quantized = nncf.quantize(
+        converted, nncf.Dataset([images.numpy() for images in calibration]),
+        model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
+        ignored_scope=scope)
+    # NNCF quantises a product's input by a FakeQuantize before it.
+    products = [op for op in quantized.get_ordered_ops()
+                if op.get_type_name() in ('MatMul', 'Convolution')]
+    int8 = sum(
+        any(v.get_node().get_type_name() == 'FakeQuantize'
+            for v in op.input_values()) for op in products)
+    return quantized, (f'openvino-int8: {int8} of {len(products)} matrix '
+                       f'products and convolutions in int8')
+
+
 def compile_for_cpu(converted, precision: str, threads: int):
     """A converted model compiled for the CPU, computing in ``precision``.
 
     Args:
-        converted (openvino.Model): From :func:`convert_to_openvino`.
-        precision (str): ``'f32'`` or ``'bf16'``.
+        converted (openvino.Model): From :func:`convert_to_openvino`, or
+            :func:`quantize` for ``'int8'``.
+        precision (str): ``'f32'``, ``'bf16'`` or ``'int8'`` (its float
+            parts in f32).
         threads (int): Threads of the computation (one stream).
 
     Returns:
@@ -182,15 +238,16 @@ def compile_for_cpu(converted, precision: str, threads: int):
     """
     import openvino as ov
     core = ov.Core()
+    hint = 'f32' if precision == 'int8' else precision
     compiled = core.compile_model(
         converted, 'CPU', {
-            'INFERENCE_PRECISION_HINT': precision,
+            'INFERENCE_PRECISION_HINT': hint,
             'INFERENCE_NUM_THREADS': threads,
             'NUM_STREAMS': 1
         })
     # A CPU without bf16 instructions computes in f32 instead, silently.
     used = compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()
-    if used != precision:
+    if used != hint:
         capabilities = core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
         raise SystemExit(
             f'error: --backends openvino-{precision}: OpenVINO computes in '
@@ -286,6 +343,8 @@ def main() -> None:
     openvino = [b for b in args.backends if b in OPENVINO_PRECISIONS]
     if openvino:
         env['openvino'] = importlib.metadata.version('openvino')
+    if 'openvino-int8' in openvino:
+        env['nncf'] = importlib.metadata.version('nncf')
     if args.device == 'cuda':
         env['gpu'] = torch.cuda.get_device_name()
     rows = []
@@ -299,8 +358,15 @@ def main() -> None:
             if openvino:
                 converted = convert_to_openvino(model, images)
                 for backend in openvino:
-                    runners[backend] = openvino_runner(compile_for_cpu(
-                        converted, OPENVINO_PRECISIONS[backend], threads))
+                    precision = OPENVINO_PRECISIONS[backend]
+                    ir = converted
+                    if precision == 'int8':
+                        ir, counts = quantize(converted, torch.rand(
+                            CALIBRATION_IMAGES, *images.shape,
+                            generator=gen))
+                        print(counts, flush=True)
+                    runners[backend] = openvino_runner(
+                        compile_for_cpu(ir, precision, threads))
             if 'openvino-f32' in runners:
                 # Checked against eager even when only OpenVINO is timed
                 # (eager is fp32 here: OpenVINO needs --dtype fp32).
