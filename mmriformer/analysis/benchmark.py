@@ -44,7 +44,7 @@ hf_rtdetr_benchmark.py``: HF transformers' RT-DETR, run in an environment
 of its own) have ``ROW_KEYS`` too, and :func:`format_table` shows the
 speed-up of each of our rows over the peer's eager row (backend
 ``pytorch``) of the same device, dtype, batch and size and, for a backend
-the peer ran too (``openvino-f32``, ``openvino-bf16``), over the peer's row
+the peer ran too (``openvino-f32``, ``-bf16``, ``-int8``), over the peer's row
 of that backend.
 """
 import copy

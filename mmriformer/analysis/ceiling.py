@@ -3,11 +3,11 @@
 convolutions, the work it runs best, and each OpenVINO backend's share.
 
 A detector doing ``M`` MACs per image cannot run faster than ``M`` over the
-ceiling of its precision, however its graph is written: that floor tells a
-kernel to speed up from a target that needs fewer MACs. On 2 cores of an
-AMD EPYC (Zen 4), the stack below reaches about 110 GMAC/s in f32 and 220
-in bf16, against 104 and 201 for 1x1 convolutions and 94 and 214 for
-2048-square matrix products.
+ceiling of its precision, however its graph is written. That floor tells
+what faster kernels could still win from what only fewer MACs can. On 2
+cores of an AMD EPYC (Zen 4) the stack below reached 110 GMAC/s in f32 and
+220 in bf16: more than 1x1 convolutions (104, 201) and 2048-square matrix
+products (94, 214) in the same run.
 """
 import statistics
 from typing import Dict, List, Tuple

@@ -9,10 +9,10 @@ Backends, the agreement check and the timing:
 run in an environment of its own) to the table, with the speed-up of each
 of our rows over the peer's eager row (``pytorch``) of the same device,
 dtype, batch and size, and for a backend the peer ran too (``openvino-f32``,
-``openvino-bf16``) over its row of that backend. ``--ceiling`` adds a table
-of the OpenVINO rows' MACs per second against what OpenVINO reaches on
-dense convolutions in the same precision (:mod:`mmriformer.analysis.ceiling`)
-and the time that allows.
+``-bf16``, ``-int8``) over its row of that backend. ``--ceiling`` adds a
+table of the OpenVINO rows' MACs per second against what OpenVINO reaches
+on dense convolutions in the same precision
+(:mod:`mmriformer.analysis.ceiling`) and the time that allows.
 
 Example::
 

@@ -58,6 +58,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import os.path as osp
 import platform
@@ -209,6 +210,9 @@ def quantize(converted, calibration: torch.Tensor):
     import nncf
     scope = nncf.IgnoredScope(
         patterns=[rf'(?:{pattern})(?:\.[^/]*)?/' for pattern in FLOAT_MODULES])
+    # NNCF logs a line for every operation it leaves unquantised (this
+    # tool's own process: nothing else logs through NNCF).
+    nncf.set_log_level(logging.WARNING)
     quantized = nncf.quantize(
         converted, nncf.Dataset([images.numpy() for images in calibration]),
         model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
