@@ -86,6 +86,7 @@ def openvino_ceiling(precision: str,
         model = nncf.quantize(model, nncf.Dataset([image]), subset_size=1)
     request = compile_on_cpu(model, precision, num_threads,
                              'the convolution stack').create_infer_request()
+    # The runner ignores time_runners' images: the stack has its own input.
     times = time_runners({precision: lambda _: request.infer([image])},
                          torch.empty(0), warmup, repeats)[precision]
     return macs / statistics.median(times)
