@@ -69,6 +69,19 @@ def generate_anchors(spatial_shapes: SpatialShapes,
     return anchors.masked_fill(~valid, float('inf')), valid
 
 
+def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
+    """The tokens at ``index`` of each image.
+
+    Args:
+        tokens (Tensor): Shape (N, L, C).
+        index (Tensor): Token indices, (N, K).
+
+    Returns:
+        Tensor: Shape (N, K, C).
+    """
+    return tokens.gather(1, index[..., None].expand(-1, -1, tokens.shape[-1]))
+
+
 @MODELS.register_module()
 class RTDETR(UnfitWeightsMixin, DetectionTransformer):
     """RT-DETR detector.
@@ -303,15 +316,11 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
         enc_boxes_unact = at_least_float32(
             self.bbox_head.reg_branches[enc_head](output_memory)) + anchors
         topk = torch.topk(enc_logits.max(-1)[0], self.num_queries, dim=1)[1]
-        topk_logits = enc_logits.gather(
-            1, topk[..., None].expand(-1, -1, enc_logits.shape[-1]))
-        topk_boxes_unact = enc_boxes_unact.gather(
-            1, topk[..., None].expand(-1, -1, 4))
+        topk_logits = gather_tokens(enc_logits, topk)
+        topk_boxes_unact = gather_tokens(enc_boxes_unact, topk)
         # Content queries are the selected tokens, detached as in RT-DETR:
         # the encoder learns from its own (top-k) loss, not through them.
-        query = output_memory.gather(
-            1, topk[..., None].expand(-1, -1, output_memory.shape[-1]))
-        query = query.detach()
+        query = gather_tokens(output_memory, topk).detach()
         reference = topk_boxes_unact.detach()
         attn_mask, dn_meta = None, None
         if self.training and self.dn_query_generator is not None:
