@@ -2,10 +2,11 @@
 """DEIM's recipe against RT-DETR's, on the CPU demo.
 
 1. ``mim train mmdet`` of the RT-DETR demo
-   (``configs/demo/rtdetr_riformer_s12_shapes.py``, 8 epochs) and of the DEIM
-   demo (``deim_riformer_s12_shapes.py``, 4 epochs): the same model, data
-   (drawn into ``data/shapes`` of the working directory, no download), seed
-   and batch, each validated after every epoch;
+   (``configs/demo/rtdetr_riformer_s12_shapes.py``, 8 epochs), of the DEIM
+   demo (``deim_riformer_s12_shapes.py``, 4 epochs) and of the DEIM demo
+   without its auxiliary head (``model.aux_head=None``): the same model,
+   data (drawn into ``data/shapes`` of the working directory, no download),
+   seed and batch, each validated after every epoch;
 2. writes ``summary.json`` (mAP of every epoch with its iteration, the
    seconds of each run) and ``curves.png`` (mAP against iterations) to
    ``--work-dir`` and prints the figures.
@@ -27,9 +28,12 @@ from mmriformer.analysis.curves import (mim_train, plot_curves,
 from mmriformer.apis import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = {
-    'RT-DETR': 'configs/demo/rtdetr_riformer_s12_shapes.py',
-    'DEIM': 'configs/demo/deim_riformer_s12_shapes.py',
+DEIM = 'configs/demo/deim_riformer_s12_shapes.py'
+# Each run's config and its own options.
+RUNS = {
+    'RT-DETR': ('configs/demo/rtdetr_riformer_s12_shapes.py', {}),
+    'DEIM': (DEIM, {}),
+    'DEIM-no-aux': (DEIM, {'model.aux_head': None}),
 }
 METRIC = 'coco/bbox_mAP'
 
@@ -64,11 +68,18 @@ def iterations_per_epoch(config: str, options: dict) -> int:
 def run(name: str, work: str, options: dict) -> Tuple[List[dict], float]:
     """Train one demo, validating after every epoch.
 
+    Args:
+        name (str): The run, a key of :data:`RUNS`.
+        work (str): The tool's work directory; the run's is ``name`` in it.
+        options (dict): ``--cfg-options`` of every run.
+
     Returns:
         tuple: ``{'epoch', 'iteration', 'mAP'}`` per validation, and the
         seconds the run took.
     """
-    config = osp.join(ROOT, CONFIGS[name])
+    config, own = RUNS[name]
+    config = osp.join(ROOT, config)
+    options = {**options, **own}
     items = [f'{k}={v}' for k, v in options.items()]
     seconds = mim_train('mmdet', config, osp.join(work, name),
                         items + ['train_cfg.val_interval=1'])
@@ -85,7 +96,7 @@ def main():
     work = osp.abspath(args.work_dir)
     runs: Dict[str, List[dict]] = {}
     seconds = {}
-    for name in CONFIGS:
+    for name in RUNS:
         runs[name], seconds[name] = run(name, work, args.cfg_options)
     with open(osp.join(work, 'summary.json'), 'w') as f:
         json.dump(dict(mAP=runs, seconds=seconds,
@@ -104,7 +115,7 @@ def main():
     for name, points in runs.items():
         values = ' '.join(f'{p["iteration"]}: {p["mAP"]:.3f}'
                           for p in points)
-        print(f'  {name:8s} {values}   ({seconds[name]:.0f} s)')
+        print(f'  {name:11s} {values}   ({seconds[name]:.0f} s)')
     print(f'[deim_demo] wrote {osp.join(work, "summary.json")} and '
           f'{osp.join(work, "curves.png")}')
 

@@ -1,10 +1,13 @@
 # The CPU demo with DEIM's recipe (mmriformer/utils/deim_recipe.py): the
 # RT-DETR demo's model, data (the same 1000 training images), seed and batch
 # of 8, with MAL, the union of matchings, Dense O2O and FlatCosineLR, in
-# half its iterations: 4 epochs of 125 iterations instead of 8. mAP 0.497
-# after its 500 iterations, against the RT-DETR demo's 0.487 at 500 and
-# 0.652 at 1000 in the same run (docs/training.md).
+# half its iterations: 4 epochs of 125 iterations instead of 8; and, beside
+# the decoder, Co-DETR's auxiliary ATSS head (mmriformer/utils/
+# co_detr_recipe.py), unused in prediction. Its mAP after 500 iterations,
+# with and without the auxiliary head (--cfg-options model.aux_head=None),
+# against the RT-DETR demo's after 1000: docs/training.md.
 _base_ = './rtdetr_riformer_s12_shapes.py'
+from mmriformer.utils.co_detr_recipe import atss_aux_head  # noqa: E402
 from mmriformer.utils.deim_recipe import deim_changes  # noqa: E402
 
 # DEIM's schedule shrunk to 4 epochs, its stages kept in order (R18: clean
@@ -32,3 +35,10 @@ train_cfg = dict(max_epochs=max_epochs)
      mosaic_size=112,
      # The demo trains at one size.
      multi_scale=False)
+# From scratch, 500 iterations of one-to-one matching give the backbone and
+# encoder too few positives; the ATSS head's one-to-many assignment gives
+# each object several.
+model['aux_head'] = atss_aux_head(
+    num_classes=_base_.num_classes,
+    in_channels=_base_.embed_dims,
+    num_decoder_layers=_base_.model.decoder.num_layers)

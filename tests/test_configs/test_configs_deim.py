@@ -16,6 +16,7 @@ from torch import nn
 from mmriformer.apis import build_model
 from mmriformer.converters.rtdetr import rename_official
 from mmriformer.testing import make_det_samples, official_presnet_state
+from mmriformer.utils.co_detr_recipe import atss_aux_head
 
 ROOT = Path(__file__).parents[2]
 DEMO = ROOT / 'configs/demo/deim_riformer_s12_shapes.py'
@@ -240,6 +241,14 @@ def test_deim_demo_halves_the_rtdetr_demo():
     assert type(model.bbox_head.loss_cls).__name__ == \
         'MatchabilityAwareLoss'
     assert model.bbox_head.num_classes == rtdetr.model.bbox_head.num_classes
+    # Co-DETR's auxiliary head on the demo's encoder maps, weighted for its
+    # 3 decoder layers.
+    assert deim.model.aux_head == atss_aux_head(
+        num_classes=rtdetr.model.bbox_head.num_classes,
+        in_channels=rtdetr.model.neck.embed_dims,
+        num_decoder_layers=rtdetr.model.decoder.num_layers)
+    assert model.decoder.num_layers == 3
+    assert type(model.aux_head).__name__ == 'ATSSHead'
 
 
 class Record(Hook):
@@ -270,6 +279,8 @@ def test_deim_demo_stages_in_a_runner(tiny, tmp_path):
     config = tmp_path / 'deim_tiny.py'
     config.write_text(
         tiny_config.replace(repr(str(RTDETR_DEMO)), repr(str(DEMO))) +
+        # The auxiliary head on the tiny model's encoder width.
+        "model['aux_head'] = dict(in_channels=32, feat_channels=32)\n"
         'train_cfg = dict(max_epochs=4, val_interval=10)\n'
         'param_scheduler = [dict(_base_.param_scheduler[0], '
         'warmup_iter=1)]\n')

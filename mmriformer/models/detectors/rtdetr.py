@@ -12,6 +12,9 @@ metrics, visualiser and inferencer work unchanged. Stages of
 - ``pre_decoder``: IoU-aware query selection and, in training, the
   contrastive denoising queries;
 - ``forward_decoder``: the deformable decoder with iterative refinement.
+
+In training, an optional auxiliary dense head (Co-DETR's collaborative
+one-to-many supervision) learns from the encoder maps beside the decoder.
 """
 import inspect
 from typing import Dict, List, Optional, Tuple
@@ -108,6 +111,14 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
             ``label_noise_scale``, ``box_noise_scale`` and ``group_cfg``.
             None disables denoising. Defaults to None.
         train_cfg (dict, optional): Training config (the assigner).
+        aux_head (dict, optional): An mmdet dense head trained on the
+            encoder's maps beside the decoder and unused in prediction,
+            Co-DETR's auxiliary head (Zong et al., "DETRs with
+            Collaborative Hybrid Assignments Training"): its one-to-many
+            assignment gives the backbone and encoder many positives per
+            object. Its losses are ``aux_``-prefixed; see
+            :func:`~mmriformer.utils.co_detr_recipe.atss_aux_head`. None
+            trains without one. Defaults to None.
         test_cfg (dict, optional): Testing config (``max_per_img``).
         data_preprocessor (dict, optional): Data preprocessor config.
         init_cfg (dict, optional): Initialisation config.
@@ -124,6 +135,7 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
                  decoder_input_proj: OptConfigType = None,
                  dn_cfg: OptConfigType = None,
                  num_queries: int = 300,
+                 aux_head: OptConfigType = None,
                  **kwargs) -> None:
         self.dn_cfg = dn_cfg
         self.decoder_input_proj_cfg = decoder_input_proj or {}
@@ -135,6 +147,7 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
             bbox_head=bbox_head,
             num_queries=num_queries,
             **kwargs)
+        self.aux_head = self._build_aux_head(aux_head)
         # Convolutions run channels-last (about 20% faster training on CPU,
         # the preferred layout of cuDNN too); extract_feat feeds them so.
         self.to(memory_format=torch.channels_last)
@@ -204,6 +217,30 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
                 embed_dims=embed_dims,
                 num_matching_queries=self.num_queries,
                 **self.dn_cfg)
+
+    def _build_aux_head(self, cfg: OptConfigType) -> Optional[nn.Module]:
+        """Build ``aux_head`` for the neck's maps.
+
+        Raises:
+            ValueError: Its input width or number of levels is not the
+                neck's.
+        """
+        if not cfg:
+            return None
+        head = MODELS.build(cfg)
+        widths = list(self.neck.out_channels)
+        if set(widths) != {head.in_channels}:
+            raise ValueError(
+                f'aux_head.in_channels={head.in_channels} but the neck '
+                f'gives {widths}; set aux_head.in_channels to '
+                f'{widths[0]}.')
+        num_levels = head.prior_generator.num_levels
+        if num_levels != len(widths):
+            raise ValueError(
+                f'aux_head has {num_levels} levels (its anchor strides) but '
+                f'the neck gives {len(widths)} maps; give it one stride '
+                f'per map.')
+        return head
 
     def init_weights(self) -> None:
         """Initialise the layers owned here; submodules do their own."""
@@ -366,9 +403,16 @@ class RTDETR(UnfitWeightsMixin, DetectionTransformer):
 
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """Compute the losses (see :class:`RTDETRHead`)."""
+        """Compute the losses: :class:`RTDETRHead`'s, and ``aux_head``'s
+        on the encoder maps, prefixed ``aux_``."""
         self.mark_trained()
-        losses = super().loss(batch_inputs, batch_data_samples)
+        img_feats = self.extract_feat(batch_inputs)
+        head_inputs = self.forward_transformer(img_feats, batch_data_samples)
+        losses = self.bbox_head.loss(
+            **head_inputs, batch_data_samples=batch_data_samples)
+        if self.aux_head is not None:
+            aux = self.aux_head.loss(img_feats, batch_data_samples)
+            losses.update({f'aux_{k}': v for k, v in aux.items()})
         if self.dn_query_generator is not None:
             # With no ground truth in the batch there are no denoising
             # queries; a zero term keeps every parameter in the graph so

@@ -15,6 +15,7 @@ from mmriformer.models import switch_to_deploy
 from mmriformer.testing import (HostSyncError, assert_float64_close,
                                 forbid_host_sync, logged_messages,
                                 make_det_samples, randomize_)
+from mmriformer.utils.co_detr_recipe import atss_aux_head
 
 ROOT = Path(__file__).parents[3]
 CONFIGS = sorted(ROOT.glob('configs/rtdetr_riformer_*.py'))
@@ -337,3 +338,72 @@ def test_other_out_indices_of_the_same_widths_work(tiny):
     feats = model.backbone(torch.rand(1, 3, 64, 64))
     assert [tuple(f.shape[1:]) for f in feats] == [(16, 8, 8), (24, 4, 4),
                                                    (32, 2, 2)]
+
+
+def aux_detector(**aux_overrides):
+    aux_head = atss_aux_head(num_classes=80, in_channels=256,
+                             num_decoder_layers=3)
+    aux_head.update(aux_overrides)
+    return build_detector(aux_head=aux_head)
+
+
+def test_aux_head_trains_beside_the_decoder():
+    torch.manual_seed(0)
+    model = aux_detector().train()
+    plain = build_detector().train()
+    state = model.state_dict()
+    plain.load_state_dict(
+        {k: v for k, v in state.items() if not k.startswith('aux_head.')})
+    images = torch.rand(2, 3, 128, 160)
+    samples = make_det_samples([(128, 160)] * 2,
+                               [[[10, 20, 60, 100], [70, 30, 150, 120]],
+                                [[5, 5, 40, 40]]])
+    torch.manual_seed(1)  # the same denoising queries for both
+    losses = model.loss(images, samples)
+    torch.manual_seed(1)
+    expected = plain.loss(images, samples)
+    # mmdet's ATSS head on the encoder's maps, run on its own (the same
+    # seed: the same drop paths in the backbone).
+    torch.manual_seed(1)
+    aux = model.aux_head.loss(model.extract_feat(images), samples)
+    assert set(losses) == set(expected) | {f'aux_{k}' for k in aux}
+    for name, value in expected.items():
+        assert torch.equal(losses[name], value), name
+    for name, value in aux.items():
+        assert len(value) == 3  # one per encoder map
+        assert all(torch.equal(a, b)
+                   for a, b in zip(losses[f'aux_{name}'], value)), name
+    assert sum(losses['aux_loss_bbox']) > 0
+    # It trains the backbone and encoder too.
+    sum(aux['loss_bbox']).backward()
+    assert model.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_aux_head_unused_in_prediction():
+    torch.manual_seed(0)
+    model = aux_detector().eval()
+    plain = build_detector().eval()
+    plain.load_state_dict({
+        k: v for k, v in model.state_dict().items()
+        if not k.startswith('aux_head.')
+    })
+    images = torch.rand(1, 3, 128, 128)
+    samples = make_det_samples([(128, 128)], [[]])
+    with torch.no_grad():
+        ours = model.predict(images, samples)[0].pred_instances
+        theirs = plain.predict(images, samples)[0].pred_instances
+    for key in ('labels', 'scores', 'bboxes'):
+        assert torch.equal(ours[key], theirs[key])
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(in_channels=128), r'aux_head.in_channels=128 but the neck gives '
+     r'\[256, 256, 256\]; set aux_head.in_channels to 256'),
+    (dict(anchor_generator=dict(
+        type='AnchorGenerator', ratios=[1.0], octave_base_scale=4,
+        scales_per_octave=1, strides=[8, 16, 32, 64])),
+     'aux_head has 4 levels .* but the neck gives 3 maps'),
+])
+def test_aux_head_that_does_not_fit_the_neck(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        aux_detector(**overrides)
