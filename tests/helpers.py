@@ -6,13 +6,15 @@ configs built by the registry, checkpoints loaded by mmengine's loader,
 datasets on files on disk, the tools as subprocesses.
 
 :func:`assert_same_predictions` compares the outputs of two inference
-backends."""
+backends; :class:`EpochStates` records a training run's states."""
+import copy
 import hashlib
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from mmengine.hooks import EMAHook, Hook
 
 from mmriformer.apis import build_model
 
@@ -63,3 +65,49 @@ def assert_same_predictions(ours, reference, out_dir, image_size, classes,
                    for d in mine['detections'])
         compare_detections(tensors(mine), tensors(theirs), image_size)
         assert (out_dir / 'vis' / Path(mine['image']).name).is_file()
+
+
+def tensors(state):
+    """The tensors of nested dicts, by sorted key."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [t for key in sorted(state) for t in tensors(state[key])]
+
+
+def assert_same_tensors(a, b):
+    for x, y in zip(tensors(a), tensors(b), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def differs(a, b):
+    return any(not torch.equal(x, y)
+               for x, y in zip(tensors(a), tensors(b), strict=True))
+
+
+class EpochStates(Hook):
+    """The model's, EMA model's and optimizer's state at the start of each
+    epoch (after the hooks before it, a reload included) and at its end, and
+    the metrics of each validation."""
+
+    priority = 'VERY_LOW'
+
+    def __init__(self):
+        self.starts, self.ends, self.metrics = {}, {}, []
+
+    @staticmethod
+    def state(runner):
+        [ema] = [h for h in runner.hooks if isinstance(h, EMAHook)]
+        return copy.deepcopy(
+            dict(model=runner.model.state_dict(),
+                 ema=ema.ema_model.state_dict(),
+                 optimizer=runner.optim_wrapper.state_dict()['state']))
+
+    def before_train_epoch(self, runner):
+        self.starts[runner.epoch] = self.state(runner)
+
+    def after_train_epoch(self, runner):
+        # Before the loop counts the epoch.
+        self.ends[runner.epoch] = self.state(runner)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self.metrics.append(dict(metrics))

@@ -34,7 +34,10 @@ train_cfg = dict(max_epochs=max_epochs)
      # Half the input size, as DEIM's 320 for 640.
      mosaic_size=112,
      # The demo trains at one size.
-     multi_scale=False)
+     multi_scale=False,
+     # It validates once, at its end, as the RT-DETR demo: no best state
+     # before the last epoch to go back to.
+     reload_best_stage1=False)
 # From scratch, 500 iterations of one-to-one matching give the backbone and
 # encoder too few positives; the ATSS head's one-to-many assignment gives
 # each object several.

@@ -1,10 +1,10 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .hooks import ReseedHook
+from .hooks import ReloadBestStage1Hook, ReseedHook
 from .optimizers import (AutocastOptimWrapper,
                          DecayPolicyOptimWrapperConstructor)
 from .schedulers import FlatCosineLR
 
 __all__ = [
-    'ReseedHook', 'AutocastOptimWrapper', 'DecayPolicyOptimWrapperConstructor',
-    'FlatCosineLR'
+    'ReloadBestStage1Hook', 'ReseedHook', 'AutocastOptimWrapper',
+    'DecayPolicyOptimWrapperConstructor', 'FlatCosineLR'
 ]

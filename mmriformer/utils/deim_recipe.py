@@ -30,6 +30,7 @@ the epoch from mmengine's ``MessageHub``.
 from numbers import Real
 from typing import List, Optional, Sequence, Tuple
 
+from .dfine_recipe import STOP_EPOCH_HOOKS
 from .rtdetrv2_recipe import rtdetrv2_changes
 
 # DEIM's policy ops, by our names: mmdet's Expand is RT-DETR's zoom-out.
@@ -155,7 +156,8 @@ def deim_changes(base: dict,
                  mosaic_size: int = 320,
                  multi_scale: bool = True,
                  lr_gamma: float = 0.5,
-                 backbone_norm_lr_mult: Optional[float] = 1.0) -> tuple:
+                 backbone_norm_lr_mult: Optional[float] = 1.0,
+                 reload_best_stage1: bool = True) -> tuple:
     """The changes of DEIM's recipe for RT-DETRv2 on an RT-DETR config, or
     for D-FINE on a D-FINE config (``model.type='DFINE'``).
 
@@ -183,7 +185,9 @@ def deim_changes(base: dict,
     - the backbone's norms at ``backbone_norm_lr_mult`` (``norm_lr_mult``
       of :class:`~mmriformer.engine.DecayPolicyOptimWrapperConstructor`);
     - AdamW at ``lr`` and ``FlatCosineLR`` (``lr_gamma``), flat until
-      ``flat_epoch``, at its minimum for the last ``no_aug_epoch`` epochs.
+      ``flat_epoch``, at its minimum for the last ``no_aug_epoch`` epochs;
+    - the solver's return to the best state before ``stop_epoch``
+      (:class:`~mmriformer.engine.ReloadBestStage1Hook`).
 
     ``stop_epoch`` is ``max_epochs - no_aug_epoch``, as in every official
     config. The configs' ``train_pipeline`` stays the base's; the training
@@ -216,6 +220,10 @@ def deim_changes(base: dict,
             ``'^(?=.*backbone)(?!.*norm).*$'`` or ``(?!.*bn)``); None keeps
             the base's (DEIM-D-FINE-N, L and X, whose ``(?!.*norm|bn)``
             also holds the HGNetV2's ``bn``). Defaults to 1.0.
+        reload_best_stage1 (bool): Go back to the best state before
+            ``stop_epoch`` (``ReloadBestStage1Hook``, in place of a D-FINE
+            base's); it needs a validation before ``stop_epoch``. Defaults
+            to True.
 
     Returns:
         tuple: What the config sets as ``model``, ``optim_wrapper``,
@@ -304,7 +312,10 @@ def deim_changes(base: dict,
         mosaic_prob=0.5)
     hooks = [
         hook for hook in base.custom_hooks
-        if hook['type'] != 'PipelineSwitchHook'
+        if hook['type'] not in STOP_EPOCH_HOOKS
     ] + switches
+    if reload_best_stage1:
+        hooks.append(
+            dict(type='ReloadBestStage1Hook', stop_epoch=stop_epoch))
     return (model, optim_wrapper, param_scheduler, hooks,
             dict(dataset=dict(pipeline=first)))

@@ -1,11 +1,16 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """D-FINE's schedule items that differ by size, for
-``configs/dfine/*.py``: multi-scale sizes and the end of strong
-augmentation (``train_dataloader.collate_fn`` and ``policy`` in
-Peterande/D-FINE's ``configs/dfine/*.yml``)."""
+``configs/dfine/*.py``: multi-scale sizes, the end of strong augmentation
+(``train_dataloader.collate_fn`` and ``policy`` in Peterande/D-FINE's
+``configs/dfine/*.yml``) and its solver's return to the best state before
+it."""
 from typing import List, Optional, Tuple
 
 from .rtdetrv2_recipe import strong_augment_switch
+
+# What :func:`dfine_schedule` adds at the stop epoch; a config made from
+# one replaces them.
+STOP_EPOCH_HOOKS = ('PipelineSwitchHook', 'ReloadBestStage1Hook')
 
 
 def multi_scales(base_size_repeat: int, base_size: int = 640) -> List[int]:
@@ -40,11 +45,13 @@ def dfine_schedule(base: dict, stop_epoch: int,
 
     From epoch ``stop_epoch`` (0-based) on, batches keep the training size
     and the pipeline drops photometric distortion, zoom-out and IoU crop
-    (D-FINE's ``policy.ops``).
+    (D-FINE's ``policy.ops``), and the solver goes back to the best state
+    before it (``ReloadBestStage1Hook``).
 
     Args:
         base (dict): The config this one inherits (its ``train_pipeline``
-            and ``custom_hooks``; a pipeline switch there is replaced).
+            and ``custom_hooks``; a pipeline switch or a
+            ``ReloadBestStage1Hook`` there is replaced).
         stop_epoch (int): D-FINE's ``collate_fn.stop_epoch`` and
             ``policy.epoch``.
         base_size_repeat (int, optional): D-FINE's ``base_size_repeat``
@@ -63,6 +70,9 @@ def dfine_schedule(base: dict, stop_epoch: int,
         ]
     hooks = [
         hook for hook in base.custom_hooks
-        if hook['type'] != 'PipelineSwitchHook'
-    ] + [strong_augment_switch(base, stop_epoch)]
+        if hook['type'] not in STOP_EPOCH_HOOKS
+    ] + [
+        strong_augment_switch(base, stop_epoch),
+        dict(type='ReloadBestStage1Hook', stop_epoch=stop_epoch)
+    ]
     return augments, hooks

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import EpochStates, assert_same_tensors, differs
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
@@ -76,6 +77,13 @@ def policy(cfg):
             [h.switch_pipeline for h in hooks])
 
 
+def reloads(cfg):
+    """The ``stop_epoch`` of each ReloadBestStage1Hook: DEIM's
+    DetSolver.fit loads best_stg1.pth at ``collate_fn.stop_epoch``."""
+    return [h.stop_epoch for h in cfg.custom_hooks
+            if h.type == 'ReloadBestStage1Hook']
+
+
 def test_all_deim_configs_listed():
     # DEIM-D-FINE's (deim_hgnetv2_*) are test_configs_dfine.py's.
     assert sorted(p.name for p in ROOT.glob('configs/deim/*.py')
@@ -116,6 +124,7 @@ def test_deim_recipe(config):
 
     epochs_at, stages = policy(cfg)
     assert epochs_at == [4, flat, stop]
+    assert reloads(cfg) == [stop]
     [choice] = [t for t in stages[0] if t['type'] == 'RandomChoice']
     assert choice['prob'] == [0.5, 0.5]
     assert choice['transforms'][0][0] == MOSAIC
@@ -234,6 +243,8 @@ def test_deim_demo_halves_the_rtdetr_demo():
     assert deim.optim_wrapper.optimizer.lr == \
         2 * rtdetr.optim_wrapper.optimizer.lr
     assert policy(deim)[0] == [1, 2, 3]
+    # Validated once, at the end: no best state before the last epoch.
+    assert reloads(deim) == []
     assert deim.model.data_preprocessor.batch_augments == [
         dict(type='DEIMBatchMixUp', prob=0.5, epochs=[1, 2])
     ]
@@ -269,11 +280,16 @@ class Record(Hook):
         })
 
 
-def test_deim_demo_stages_in_a_runner(tiny, tmp_path):
+@pytest.mark.parametrize('reload', [False, True])
+def test_deim_demo_stages_in_a_runner(tiny, tmp_path, reload):
     """The demo's recipe on the tiny model and set, 2 iterations an epoch:
     the policy's pipelines at its epochs (clean, mosaic, strong, clean) and
     FlatCosineLR's lr (warm-up of
-    1 iteration, flat to epoch 2, cosine, minimum in the last epoch)."""
+    1 iteration, flat to epoch 2, cosine, minimum in the last epoch).
+
+    With the COCO configs' ReloadBestStage1Hook and COCO's mAP after every
+    epoch, the same pipelines and lr, and the last epoch starts from the
+    model, EMA and optimizer state of the best epoch before it."""
     tiny_config = tiny['config'].read_text()
     assert repr(str(RTDETR_DEMO)) in tiny_config
     config = tmp_path / 'deim_tiny.py'
@@ -281,16 +297,30 @@ def test_deim_demo_stages_in_a_runner(tiny, tmp_path):
         tiny_config.replace(repr(str(RTDETR_DEMO)), repr(str(DEMO))) +
         # The auxiliary head on the tiny model's encoder width.
         "model['aux_head'] = dict(in_channels=32, feat_channels=32)\n"
-        'train_cfg = dict(max_epochs=4, val_interval=10)\n'
+        f'train_cfg = dict(max_epochs=4, val_interval={1 if reload else 10})'
+        '\n'
         'param_scheduler = [dict(_base_.param_scheduler[0], '
         'warmup_iter=1)]\n')
     cfg = Config.fromfile(config)
     assert policy(cfg)[0] == [1, 2, 3]
+    if reload:
+        cfg.custom_hooks.append(
+            dict(type='ReloadBestStage1Hook', stop_epoch=3))
     cfg.work_dir = str(tmp_path / 'work')
-    record = Record()
+    record, states = Record(), EpochStates()
     runner = Runner.from_cfg(cfg)
     runner.register_hook(record)
+    runner.register_hook(states)
     runner.train()
+
+    if reload:
+        maps = [m['coco/bbox_mAP'] for m in states.metrics]
+        best = maps.index(max(maps[:3]))  # the first of equals
+        for epoch in (1, 2):
+            assert_same_tensors(states.starts[epoch], states.ends[epoch - 1])
+        assert_same_tensors(states.starts[3], states.ends[best])
+        if best != 2:  # the tiny model's mAP stays 0: best is epoch 0
+            assert differs(states.starts[3], states.ends[2])
 
     # n = iteration - 1 (DEIM's shift); flat while n <= 4, minimum from
     # n = 8 - 2; the cosine between at n = 5 is halfway.

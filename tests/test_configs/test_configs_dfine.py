@@ -108,6 +108,13 @@ def switch_epochs(cfg):
             if h.type == 'PipelineSwitchHook']
 
 
+def reloads(cfg):
+    """The ``stop_epoch`` of each ReloadBestStage1Hook: D-FINE's and DEIM's
+    DetSolver.fit load best_stg1.pth at ``collate_fn.stop_epoch``."""
+    return [h.stop_epoch for h in cfg.custom_hooks
+            if h.type == 'ReloadBestStage1Hook']
+
+
 def test_all_dfine_configs_listed():
     assert sorted(p.name for p in ROOT.glob('configs/dfine/*.py')) == sorted(
         [dfine_config(s).name for s in DFINE] +
@@ -200,6 +207,7 @@ def test_dfine_recipe(size):
 
     assert cfg.train_cfg.max_epochs == epochs
     assert switch_epochs(cfg) == [stop]
+    assert reloads(cfg) == [stop]
     [switch] = [h for h in cfg.custom_hooks if h.type == 'PipelineSwitchHook']
     assert not {'RandomPhotometricDistort', 'Expand', 'RandomIoUCrop'} & {
         t.type for t in switch.switch_pipeline}
@@ -241,6 +249,7 @@ def test_deim_dfine_recipe(size):
         no_aug_epoch=no_aug, lr_gamma=lr_gamma, begin=0, end=epochs,
         convert_to_iter_based=True)
     assert switch_epochs(cfg) == [4, flat, stop]
+    assert reloads(cfg) == [stop]
     resize = [] if repeat is None else [
         dict(type='BatchRandomChoiceResize', scales=multi_scales(repeat),
              stop_epoch=stop)

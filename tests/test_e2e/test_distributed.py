@@ -1,7 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """tools/dist_train.sh and dist_test.sh on a CPU-only host: 2 processes over
 gloo train the tiny demo model and evaluate, and end with the weights of one
-process trained on the same total batch; testing gives the same mAP."""
+process trained on the same total batch; testing gives the same mAP; both
+processes go back to the same best state with ReloadBestStage1Hook."""
 import json
 import os
 import re
@@ -223,3 +224,38 @@ def test_denoising_under_ddp(tmp_path):
     ddp = train(config, tmp_path / 'ddp', procs=2, batch_size=2)
     assert all(torch.isfinite(v).all() for v in ddp.values()
                if v.is_floating_point())
+
+
+RELOAD = '''
+_base_ = '{tiny}'
+custom_imports = dict(imports=['mmriformer', 'rank_state_hook'],
+                      allow_failed_imports=False)
+train_cfg = dict(max_epochs=3, val_interval=1)
+custom_hooks = _base_.custom_hooks + [
+    dict(type='ReloadBestStage1Hook', stop_epoch=2),
+    dict(type='RankStateHook', epoch=2)
+]
+train_dataloader = dict(batch_size=1)
+'''
+
+
+@pytest.mark.slow
+def test_reload_best_stage1_under_ddp(tiny, tmp_path):
+    """ReloadBestStage1Hook with 2 processes: rank 0 saves, every rank
+    loads, and both start the stop epoch from the same saved weights."""
+    config = tmp_path / 'reload.py'
+    config.write_text(RELOAD.format(tiny=tiny['config']))
+    work_dir = tmp_path / 'work'
+    proc = subprocess.run(
+        ['bash', ROOT / 'tools/dist_train.sh', config, '2', '--work-dir',
+         str(work_dir)],
+        env=environment(29519), capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert 'ReloadBestStage1Hook: loaded the best state' in output
+    saved = torch.load(work_dir / 'best_stage1.pth')['model']
+    for rank in (0, 1):
+        state = torch.load(work_dir / f'rank{rank}_epoch2.pth')
+        assert state.keys() == saved.keys()
+        for key, value in saved.items():
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0)
