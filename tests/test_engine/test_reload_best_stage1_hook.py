@@ -175,8 +175,23 @@ def test_bad_setups_are_named(tmp_path):
     make_runner(work, max_epochs=STOP_EPOCH + 1)[0].train()
     elsewhere, _ = make_runner(tmp_path / 'elsewhere', resume=True,
                                load_from=str(work / f'epoch_{STOP_EPOCH}.pth'))
-    with pytest.raises(FileNotFoundError, match='best_stage1.pth'):
+    with pytest.raises(FileNotFoundError, match='state of epoch 1 is not'):
         elsewhere.train()
+
+    # The saved state overwritten by another run in the same work dir.
+    state = torch.load(work / 'best_stage1.pth')
+    torch.save(dict(state, epoch=0), work / 'best_stage1.pth')
+    resumed, _ = make_runner(work, resume=True,
+                             load_from=str(work / f'epoch_{STOP_EPOCH}.pth'))
+    with pytest.raises(RuntimeError, match='another run wrote it'):
+        resumed.train()
+
+    # No validation before stop_epoch: an earlier run's state (in the work
+    # dir) is not taken for this run's.
+    runner, _ = make_runner(work, train_cfg=dict(
+        by_epoch=True, max_epochs=MAX_EPOCHS, val_interval=MAX_EPOCHS))
+    with pytest.raises(RuntimeError, match='validated nothing before'):
+        runner.train()
 
     runner, _ = make_runner(tmp_path / 'short', max_epochs=STOP_EPOCH)
     with pytest.raises(ValueError, match='must be below max_epochs 3'):

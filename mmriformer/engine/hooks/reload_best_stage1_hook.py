@@ -54,8 +54,8 @@ class ReloadBestStage1Hook(Hook):
     then. The solvers also lower the EMA's ``decay`` attribute by 1e-4 at
     each load, which their ``ModelEMA`` never reads; that is not reproduced.
 
-    The hook's record (the best score since the last load and the last
-    validated epoch) lives in the message hub, so it is in every
+    The hook's record (the best score since the last load, the last
+    validated epoch and the epoch saved) lives in the message hub, so it is in every
     checkpoint. mmengine saves a checkpoint before the epoch's validation;
     on resume the hook validates that epoch once more, as the solvers do on
     resume, so that its decision is the uninterrupted run's.
@@ -108,7 +108,7 @@ class ReloadBestStage1Hook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         if runner.epoch == self.stop_epoch:
-            self._load(runner)
+            self._load(runner, self._record(runner))
 
     def after_val_epoch(self,
                         runner,
@@ -129,17 +129,19 @@ class ReloadBestStage1Hook(Hook):
             epoch=epoch, best=score if better else record['best'])
         if epoch < self.stop_epoch:
             if better:
-                self._save(runner)
+                self._save(runner, epoch)
+                record['saved'] = epoch
         elif not better:
             record['best'] = None
             if runner.epoch < runner.max_epochs:
-                self._load(runner)
+                self._load(runner, record)
         runner.message_hub.update_info(INFO_KEY, record)
 
     @staticmethod
     def _record(runner) -> dict:
         return dict(
-            runner.message_hub.get_info(INFO_KEY, dict(epoch=-1, best=None)))
+            runner.message_hub.get_info(
+                INFO_KEY, dict(epoch=-1, best=None, saved=None)))
 
     @staticmethod
     def _ema_model(runner):
@@ -151,9 +153,10 @@ class ReloadBestStage1Hook(Hook):
         model = runner.model
         return model.module if is_model_wrapper(model) else model
 
-    def _save(self, runner) -> None:
+    def _save(self, runner, epoch: int) -> None:
         ema = self._ema_model(runner)
         state = dict(
+            epoch=epoch,
             model=self._model(runner).state_dict(),
             ema=ema.state_dict() if ema is not None else None,
             optimizer=runner.optim_wrapper.state_dict())
@@ -163,14 +166,24 @@ class ReloadBestStage1Hook(Hook):
             os.replace(self.path + '.tmp', self.path)
         barrier()
 
-    def _load(self, runner) -> None:
+    def _load(self, runner, record: dict) -> None:
+        if record['saved'] is None:
+            raise RuntimeError(
+                f'ReloadBestStage1Hook: this run validated nothing before '
+                f'stop_epoch {self.stop_epoch}, so it has no best state to '
+                f'go back to: validate before it (train_cfg.val_interval)')
         if not osp.isfile(self.path):
             raise FileNotFoundError(
-                f'ReloadBestStage1Hook: no state of the best validation '
-                f'before stop_epoch {self.stop_epoch} at {self.path}: '
-                f'validate before it (train_cfg.val_interval), and resume in '
-                f'the work dir that holds it')
+                f'ReloadBestStage1Hook: the state of epoch {record["saved"]} '
+                f'is not at {self.path}: resume in the work dir that holds '
+                f'it')
         state = torch.load(self.path, map_location='cpu')
+        if state['epoch'] != record['saved']:
+            raise RuntimeError(
+                f'ReloadBestStage1Hook: {self.path} holds the state of epoch '
+                f'{state["epoch"]}, not of epoch {record["saved"]} that this '
+                f'run saved: another run wrote it; resume in this run\'s '
+                f'work dir')
         self._model(runner).load_state_dict(state['model'])
         ema = self._ema_model(runner)
         if ema is not None:
