@@ -180,7 +180,7 @@ def test_bad_setups_are_named(tmp_path):
 
     # The saved state overwritten by another run in the same work dir.
     state = torch.load(work / 'best_stage1.pth')
-    torch.save(dict(state, epoch=0), work / 'best_stage1.pth')
+    torch.save(dict(state, saved=[1, 0.5]), work / 'best_stage1.pth')
     resumed, _ = make_runner(work, resume=True,
                              load_from=str(work / f'epoch_{STOP_EPOCH}.pth'))
     with pytest.raises(RuntimeError, match='another run wrote it'):

@@ -129,8 +129,9 @@ class ReloadBestStage1Hook(Hook):
             epoch=epoch, best=score if better else record['best'])
         if epoch < self.stop_epoch:
             if better:
-                self._save(runner, epoch)
-                record['saved'] = epoch
+                # What marks the saved state as this run's.
+                record['saved'] = [epoch, score]
+                self._save(runner, record['saved'])
         elif not better:
             record['best'] = None
             if runner.epoch < runner.max_epochs:
@@ -153,10 +154,10 @@ class ReloadBestStage1Hook(Hook):
         model = runner.model
         return model.module if is_model_wrapper(model) else model
 
-    def _save(self, runner, epoch: int) -> None:
+    def _save(self, runner, saved: list) -> None:
         ema = self._ema_model(runner)
         state = dict(
-            epoch=epoch,
+            saved=saved,
             model=self._model(runner).state_dict(),
             ema=ema.state_dict() if ema is not None else None,
             optimizer=runner.optim_wrapper.state_dict())
@@ -172,18 +173,19 @@ class ReloadBestStage1Hook(Hook):
                 f'ReloadBestStage1Hook: this run validated nothing before '
                 f'stop_epoch {self.stop_epoch}, so it has no best state to '
                 f'go back to: validate before it (train_cfg.val_interval)')
+        epoch, score = record['saved']
         if not osp.isfile(self.path):
             raise FileNotFoundError(
-                f'ReloadBestStage1Hook: the state of epoch {record["saved"]} '
-                f'is not at {self.path}: resume in the work dir that holds '
-                f'it')
+                f'ReloadBestStage1Hook: the state of epoch {epoch} is not at '
+                f'{self.path}: resume in the work dir that holds it')
         state = torch.load(self.path, map_location='cpu')
-        if state['epoch'] != record['saved']:
+        if state['saved'] != [epoch, score]:
             raise RuntimeError(
                 f'ReloadBestStage1Hook: {self.path} holds the state of epoch '
-                f'{state["epoch"]}, not of epoch {record["saved"]} that this '
-                f'run saved: another run wrote it; resume in this run\'s '
-                f'work dir')
+                f'{state["saved"][0]} with {self.metric} '
+                f'{state["saved"][1]}, not the one this run saved (epoch '
+                f'{epoch}, {score}): another run wrote it; resume in this '
+                f'run\'s work dir')
         self._model(runner).load_state_dict(state['model'])
         ema = self._ema_model(runner)
         if ema is not None:
