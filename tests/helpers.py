@@ -111,3 +111,11 @@ class EpochStates(Hook):
 
     def after_val_epoch(self, runner, metrics=None):
         self.metrics.append(dict(metrics))
+
+
+def reloads(cfg):
+    """The ``stop_epoch`` of each ReloadBestStage1Hook of a config: D-FINE's
+    and DEIM's DetSolver.fit load best_stg1.pth at ``collate_fn.stop_epoch``.
+    """
+    return [h.stop_epoch for h in cfg.custom_hooks
+            if h.type == 'ReloadBestStage1Hook']

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import EpochStates, assert_same_tensors, differs
+from helpers import EpochStates, assert_same_tensors, differs, reloads
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
@@ -75,13 +75,6 @@ def policy(cfg):
     hooks = [h for h in cfg.custom_hooks if h.type == 'PipelineSwitchHook']
     return ([h.switch_epoch for h in hooks],
             [h.switch_pipeline for h in hooks])
-
-
-def reloads(cfg):
-    """The ``stop_epoch`` of each ReloadBestStage1Hook: DEIM's
-    DetSolver.fit loads best_stg1.pth at ``collate_fn.stop_epoch``."""
-    return [h.stop_epoch for h in cfg.custom_hooks
-            if h.type == 'ReloadBestStage1Hook']
 
 
 def test_all_deim_configs_listed():

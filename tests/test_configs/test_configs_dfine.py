@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import reloads
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from torch import nn
@@ -106,13 +107,6 @@ def deim_config(size):
 def switch_epochs(cfg):
     return [h.switch_epoch for h in cfg.custom_hooks
             if h.type == 'PipelineSwitchHook']
-
-
-def reloads(cfg):
-    """The ``stop_epoch`` of each ReloadBestStage1Hook: D-FINE's and DEIM's
-    DetSolver.fit load best_stg1.pth at ``collate_fn.stop_epoch``."""
-    return [h.stop_epoch for h in cfg.custom_hooks
-            if h.type == 'ReloadBestStage1Hook']
 
 
 def test_all_dfine_configs_listed():

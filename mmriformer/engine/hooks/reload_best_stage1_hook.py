@@ -55,8 +55,9 @@ class ReloadBestStage1Hook(Hook):
     each load, which their ``ModelEMA`` never reads; that is not reproduced.
 
     The hook's record (the best score since the last load, the last
-    validated epoch and the epoch saved) lives in the message hub, so it is in every
-    checkpoint. mmengine saves a checkpoint before the epoch's validation;
+    validated epoch, and the epoch and score saved) lives in the message
+    hub, so it is in every checkpoint. mmengine saves a checkpoint before
+    the epoch's validation;
     on resume the hook validates that epoch once more, as the solvers do on
     resume, so that its decision is the uninterrupted run's.
 
@@ -155,13 +156,13 @@ class ReloadBestStage1Hook(Hook):
         return model.module if is_model_wrapper(model) else model
 
     def _save(self, runner, saved: list) -> None:
-        ema = self._ema_model(runner)
-        state = dict(
-            saved=saved,
-            model=self._model(runner).state_dict(),
-            ema=ema.state_dict() if ema is not None else None,
-            optimizer=runner.optim_wrapper.state_dict())
         if is_main_process():
+            ema = self._ema_model(runner)
+            state = dict(
+                saved=saved,
+                model=self._model(runner).state_dict(),
+                ema=ema.state_dict() if ema is not None else None,
+                optimizer=runner.optim_wrapper.state_dict())
             # Replaced whole: a run stopped mid-write keeps the last one.
             torch.save(state, self.path + '.tmp')
             os.replace(self.path + '.tmp', self.path)
