@@ -119,3 +119,10 @@ def reloads(cfg):
     """
     return [h.stop_epoch for h in cfg.custom_hooks
             if h.type == 'ReloadBestStage1Hook']
+
+
+def policy(cfg):
+    """The epochs of a config's pipeline switches and their pipelines."""
+    hooks = [h for h in cfg.custom_hooks if h.type == 'PipelineSwitchHook']
+    return ([h.switch_epoch for h in hooks],
+            [h.switch_pipeline for h in hooks])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import EpochStates, assert_same_tensors, differs, reloads
+from helpers import (EpochStates, assert_same_tensors, differs, policy,
+                     reloads)
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
@@ -68,13 +69,6 @@ MOSAIC = dict(type='DEIMMosaic', output_size=320, rotation_range=10,
               translation_range=(0.1, 0.1), scaling_range=(0.5, 1.5),
               probability=1.0, fill_value=0, use_cache=True,
               max_cached_images=50, random_pop=True)
-
-
-def policy(cfg):
-    """The epochs of the policy's pipeline switches and their pipelines."""
-    hooks = [h for h in cfg.custom_hooks if h.type == 'PipelineSwitchHook']
-    return ([h.switch_epoch for h in hooks],
-            [h.switch_pipeline for h in hooks])
 
 
 def test_all_deim_configs_listed():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import reloads
+from helpers import policy, reloads
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from torch import nn
@@ -104,11 +104,6 @@ def deim_config(size):
     return ROOT / f'configs/deim/deim_hgnetv2_{size}_coco.py'
 
 
-def switch_epochs(cfg):
-    return [h.switch_epoch for h in cfg.custom_hooks
-            if h.type == 'PipelineSwitchHook']
-
-
 def test_all_dfine_configs_listed():
     assert sorted(p.name for p in ROOT.glob('configs/dfine/*.py')) == sorted(
         [dfine_config(s).name for s in DFINE] +
@@ -200,7 +195,7 @@ def test_dfine_recipe(size):
     assert (ema.momentum, ema.gamma) == (1e-4, 1000)
 
     assert cfg.train_cfg.max_epochs == epochs
-    assert switch_epochs(cfg) == [stop]
+    assert policy(cfg)[0] == [stop]
     assert reloads(cfg) == [stop]
     [switch] = [h for h in cfg.custom_hooks if h.type == 'PipelineSwitchHook']
     assert not {'RandomPhotometricDistort', 'Expand', 'RandomIoUCrop'} & {
@@ -242,7 +237,7 @@ def test_deim_dfine_recipe(size):
         type='FlatCosineLR', warmup_iter=2000, flat_epoch=flat,
         no_aug_epoch=no_aug, lr_gamma=lr_gamma, begin=0, end=epochs,
         convert_to_iter_based=True)
-    assert switch_epochs(cfg) == [4, flat, stop]
+    assert policy(cfg)[0] == [4, flat, stop]
     assert reloads(cfg) == [stop]
     resize = [] if repeat is None else [
         dict(type='BatchRandomChoiceResize', scales=multi_scales(repeat),

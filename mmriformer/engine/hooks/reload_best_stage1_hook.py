@@ -57,9 +57,9 @@ class ReloadBestStage1Hook(Hook):
     The hook's record (the best score since the last load, the last
     validated epoch, and the epoch and score saved) lives in the message
     hub, so it is in every checkpoint. mmengine saves a checkpoint before
-    the epoch's validation;
-    on resume the hook validates that epoch once more, as the solvers do on
-    resume, so that its decision is the uninterrupted run's.
+    the epoch's validation; on resume the hook validates that epoch once
+    more, as the solvers do on resume, so that its decision is the
+    uninterrupted run's.
 
     Args:
         stop_epoch (int): The solvers' ``stop_epoch`` (0-based): D-FINE's
